@@ -1,0 +1,143 @@
+"""The diffusion family: DDPM training, DDPM/DDIM sampling, sample grids."""
+
+import functools
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from gen_jax import data
+from gen_jax import optim
+from gen_jax import parallel
+from gen_jax import viz
+from gen_jax.diffusion import losses
+from gen_jax.diffusion import samplers
+from gen_jax.diffusion import schedules
+from gen_jax.errors import UserError
+from gen_jax.models.unet import UNet
+from gen_jax.train_state import TrainState, ema_update, gradient_update
+
+
+def validate(config) -> None:
+  """One-line errors for values the code below would otherwise trip over deep inside."""
+  d, s, m = config.diffusion, config.sampling, config.model
+  checks = [
+      (d.schedule in schedules.SCHEDULES, f'diffusion.schedule must be one of '
+       f'{schedules.SCHEDULES}, not {d.schedule!r}'),
+      (d.prediction in schedules.PREDICTIONS, f'diffusion.prediction must be one of '
+       f'{schedules.PREDICTIONS}, not {d.prediction!r}'),
+      (d.num_timesteps >= 2, f'diffusion.num_timesteps must be >= 2, not {d.num_timesteps}'),
+      (s.sampler in ('ddpm', 'ddim'), f"sampling.sampler must be 'ddpm' or 'ddim', "
+       f'not {s.sampler!r}'),
+      (s.sampler != 'ddim' or 1 <= s.num_steps <= d.num_timesteps,
+       f'sampling.num_steps must be in [1, {d.num_timesteps}], not {s.num_steps}'),
+      (s.spacing in samplers.SPACINGS, f'sampling.spacing must be one of '
+       f'{samplers.SPACINGS}, not {s.spacing!r}'),
+      (s.ddpm_variance in ('small', 'large'), f"sampling.ddpm_variance must be 'small' "
+       f"or 'large', not {s.ddpm_variance!r}"),
+      (0.0 <= s.eta <= 1.0, f'sampling.eta must be in [0, 1], not {s.eta}'),
+      (s.num_samples >= 1, f'sampling.num_samples must be positive, not {s.num_samples}'),
+      (all(m.ch * k % m.num_groups == 0 for k in m.ch_mult),
+       f'model.num_groups={m.num_groups} must divide every level\'s channels '
+       f'{[m.ch * k for k in m.ch_mult]}'),
+      (config.training.batch_size >= 1, 'training.batch_size must be positive'),
+      (config.training.log_every >= 1, 'training.log_every must be positive'),
+      (config.training.checkpoint_every >= 1, 'training.checkpoint_every must be positive'),
+  ]
+  for ok, message in checks:
+    if not ok:
+      raise UserError(message + '.')
+  size = config.data.image_size
+  if size % 2 ** (len(m.ch_mult) - 1):
+    raise UserError(f'data.image_size={size} must divide by 2^(len(model.ch_mult)-1)='
+                    f'{2 ** (len(m.ch_mult) - 1)} for the U-Net to downsample it.')
+
+
+class DiffusionExperiment:
+  """Builds the U-Net, schedule, loss, train step and samplers from a config."""
+
+  def __init__(self, config, mesh):
+    validate(config)
+    self.config = config
+    self.mesh = mesh
+    parallel.check_divisible(config.training.batch_size, 'training.batch_size', mesh)
+    self._train_data = data.load_dataset(config.data, config.data.train_split)
+    self.image_shape = self._train_data.images.shape[1:]  # (H, W, C)
+    m = config.model
+    self.model = UNet(ch=m.ch, ch_mult=tuple(m.ch_mult), num_res_blocks=m.num_res_blocks,
+                      attn_resolutions=tuple(m.attn_resolutions), dropout=m.dropout,
+                      num_groups=m.num_groups, out_channels=self.image_shape[-1],
+                      resample_with_conv=m.resample_with_conv)
+    d = config.diffusion
+    self.schedule = schedules.make_schedule(d.schedule, d.num_timesteps, d.beta_start,
+                                            d.beta_end)
+    self.optimizer, self.lr_schedule = optim.make_optimizer(config.optim,
+                                                            config.training.num_steps)
+    self.loss_fn = losses.make_diffusion_loss(self._model_fn, self.schedule, d.prediction)
+
+  # --- model -------------------------------------------------------------------------
+  def _model_fn(self, params, x_t, t, batch, rng):
+    del batch  # Unconditional.
+    return self.model.apply(params, x_t, t, train=True, rngs={'dropout': rng})
+
+  def init_state(self, rng) -> TrainState:
+    x = jnp.zeros((1,) + self.image_shape, jnp.float32)
+    params = self.model.init(jax.random.fold_in(rng, 0), x, jnp.zeros((1,), jnp.int32))
+    return TrainState(step=jnp.zeros((), jnp.int32), rng=rng, params=params,
+                      opt_state=self.optimizer.init(params), ema_params=params)
+
+  # --- training ----------------------------------------------------------------------
+  def train_batches(self):
+    return data.BatchSource(self._train_data, self.config.training.batch_size,
+                            self.config.seed, jax.process_index(), jax.process_count(),
+                            self.config.data.random_flip)
+
+  def train_step(self, state: TrainState, batch, rng):
+    params, opt_state, metrics, _ = gradient_update(
+        self.loss_fn, self.optimizer, state.params, state.opt_state, batch, rng)
+    ema = ema_update(state.ema_params, params, self.config.optim.ema_decay, state.step)
+    metrics['lr'] = self.lr_schedule(state.step)
+    return state.replace(params=params, opt_state=opt_state, ema_params=ema), metrics
+
+  def finalize_metrics(self, metrics):
+    return losses.finalize_quarter_metrics(metrics)
+
+  # --- sampling ----------------------------------------------------------------------
+  @functools.lru_cache(maxsize=4)
+  def _sampler(self, num_samples: int):
+    parallel.check_divisible(num_samples, 'sampling.num_samples', self.mesh)
+    per_device_n = num_samples // self.mesh.devices.size
+    cfg = self.config
+
+    def per_device(params, rng):
+      denoise = lambda x, t: self.model.apply(params, x, t, train=False)
+      return samplers.sample(denoise, self.schedule, (per_device_n,) + self.image_shape,
+                             parallel.device_rng(rng), cfg.sampling, cfg.diffusion.prediction)
+
+    return parallel.map_per_device(per_device, self.mesh,
+                                   in_specs=(parallel.REPLICATED, parallel.REPLICATED),
+                                   out_specs=parallel.SHARDED)
+
+  def generate(self, params, num_samples: int, rng) -> np.ndarray:
+    """num_samples images (N, H, W, C) in [-1, 1], split over all devices."""
+    rng = parallel.replicate(jax.device_get(rng), self.mesh)
+    images = self._sampler(num_samples)(params, rng)
+    return np.clip(parallel.global_to_host(images), -1.0, 1.0)
+
+  def sampler_name(self) -> str:
+    s = self.config.sampling
+    if s.sampler == 'ddim':
+      return f'ddim{s.num_steps}_eta{s.eta:g}'
+    return f'ddpm{self.config.diffusion.num_timesteps}'
+
+  def write_samples(self, state: TrainState, step: int, workdir: str, prefix: str) -> list:
+    """Samples with the EMA parameters; writes a PNG grid and an .npz (process 0)."""
+    rng = jax.random.fold_in(jax.random.fold_in(state.rng, step), 1)  # not a training key
+    images = self.generate(state.ema_params, self.config.sampling.num_samples, rng)
+    base = os.path.join(workdir, 'samples', f'{prefix}_step{step:07d}_{self.sampler_name()}')
+    if jax.process_index() == 0:
+      viz.save_grid(base + '.png', images)
+      np.savez_compressed(base + '.npz', images=images.astype(np.float32))
+      print(f'wrote {base}.png ({len(images)} samples)', flush=True)
+    return [base + '.png', base + '.npz']

@@ -1,0 +1,193 @@
+"""Datasets as in-memory arrays, and a deterministic, resumable, per-process batch order.
+
+Datasets:
+  * 'digits': scikit-learn's shipped 8x8 handwritten digits (1797 images, no network,
+    no TensorFlow). Split: 'train' = the first 1500 images, 'test' = the last 297.
+  * any other name: a tensorflow-datasets dataset, loaded with `download=False` from
+    `data.data_dir`; TensorFlow is imported only then.
+
+Images are float32 in [-1, 1], shape (N, H, W, C), resized to `data.image_size`.
+
+Batch order: the global batch of step s holds the samples at stream positions
+s*B .. s*B+B-1 of an endless stream of epochs, each epoch a permutation drawn from
+(seed, epoch). The data position is therefore a function of the step, which the
+checkpoint holds, so a resumed run reads exactly the batches it would have read.
+Every process builds the same order and keeps only its own slice of each global batch.
+"""
+
+import dataclasses
+from typing import Callable
+
+import numpy as np
+
+from gen_jax.errors import UserError
+
+DIGITS_TRAIN_SIZE = 1500  # digits 'train' = images [0, 1500), 'test' = [1500, 1797).
+
+
+@dataclasses.dataclass(frozen=True)
+class ArrayDataset:
+  """A whole split in memory."""
+  images: np.ndarray  # (N, H, W, C) float32 in [-1, 1]
+  labels: np.ndarray  # (N,) int32
+  num_classes: int
+
+  def __len__(self) -> int:
+    return self.images.shape[0]
+
+
+def _resize(images: np.ndarray, size: int) -> np.ndarray:
+  """Bilinear resize of (N, H, W, C) float images with Pillow."""
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  if images.shape[1] == size and images.shape[2] == size:
+    return images
+  out = np.empty((images.shape[0], size, size, images.shape[3]), np.float32)
+  for i, image in enumerate(images):
+    for c in range(images.shape[3]):
+      out[i, :, :, c] = np.asarray(
+          Image.fromarray(image[:, :, c], mode='F').resize((size, size), Image.BILINEAR))
+  return out
+
+
+def _load_digits(split: str, image_size: int, data_dir: str) -> ArrayDataset:
+  del data_dir  # Shipped with scikit-learn.
+  from sklearn.datasets import load_digits  # pylint: disable=g-import-not-at-top
+  digits = load_digits()
+  images = digits.images.astype(np.float32)[..., None] / 16.0  # (1797, 8, 8, 1) in [0, 1]
+  labels = digits.target.astype(np.int32)
+  if split == 'train':
+    images, labels = images[:DIGITS_TRAIN_SIZE], labels[:DIGITS_TRAIN_SIZE]
+  elif split == 'test':
+    images, labels = images[DIGITS_TRAIN_SIZE:], labels[DIGITS_TRAIN_SIZE:]
+  elif split != 'all':
+    raise UserError(f"digits has splits 'train', 'test' and 'all', not {split!r}.")
+  images = np.clip(_resize(images, image_size), 0.0, 1.0) * 2.0 - 1.0
+  return ArrayDataset(images=images, labels=labels, num_classes=10)
+
+
+# Datasets that ship with the code (no download). Other families register theirs here.
+EMBEDDED_DATASETS: dict[str, Callable[[str, int, str], ArrayDataset]] = {
+    'digits': _load_digits,
+}
+
+
+def _load_tfds(name: str, split: str, image_size: int, data_dir: str) -> ArrayDataset:
+  """Loads a prepared tfds image dataset fully into memory (never downloads)."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  tf.config.set_visible_devices([], 'GPU')  # Keep TensorFlow off the accelerators.
+  data_dir = data_dir or None
+  try:
+    builder = tfds.builder(name, data_dir=data_dir)
+  except tfds.core.registered.DatasetNotFoundError:
+    raise UserError(
+        f"unknown dataset {name!r}: use 'digits' or a tensorflow-datasets name "
+        f"such as 'mnist' or 'cifar10'.") from None
+  prepare_hint = (f"prepare it with `tfds build {name} --data_dir=DIR` on a machine with "
+                  f"network access and pass --config.data.data_dir=DIR.")
+  try:
+    dataset = tfds.load(name, split=split, data_dir=data_dir, download=False)
+  except AssertionError:
+    raise UserError(f"tfds dataset {name!r} is not prepared in "
+                    f"{builder.data_dir_root}: {prepare_hint}") from None
+  except ValueError as e:
+    raise UserError(f"tfds dataset {name!r} cannot load split {split!r} ({e}).") from None
+  if 'image' not in dataset.element_spec:
+    raise UserError(f"tfds dataset {name!r} has no 'image' feature; gen_jax needs images.")
+  has_label = 'label' in dataset.element_spec
+  dataset = dataset.map(lambda ex: {'image': ex['image'],
+                                    'label': ex['label'] if has_label else tf.constant(0)})
+  # Chunks of 4096 rather than batch_size=-1, which needs a known cardinality.
+  chunks = list(tfds.as_numpy(dataset.batch(4096)))
+  images = np.concatenate([c['image'] for c in chunks])  # (N, H, W, C) uint8
+  labels = np.concatenate([c['label'] for c in chunks]).astype(np.int32)
+  if images.ndim == 3:
+    images = images[..., None]
+  label_feature = builder.info.features['label'] if has_label else None
+  num_classes = int(getattr(label_feature, 'num_classes', 0) or 0)
+  images = images.astype(np.float32) / 255.0
+  images = np.clip(_resize(images, image_size), 0.0, 1.0) * 2.0 - 1.0
+  return ArrayDataset(images=images, labels=labels, num_classes=num_classes)
+
+
+def load_dataset(data_config, split: str) -> ArrayDataset:
+  """Loads `split` of `data_config.dataset` as arrays.
+
+  Args:
+    data_config: the config's `data` block.
+    split: split name ('train', 'test', or a tfds split expression).
+  Returns:
+    The split, with images in [-1, 1] resized to `data_config.image_size`.
+  """
+  name = data_config.dataset
+  if data_config.image_size < 1:
+    raise UserError(f'data.image_size must be positive, got {data_config.image_size}.')
+  if name in EMBEDDED_DATASETS:
+    dataset = EMBEDDED_DATASETS[name](split, data_config.image_size, data_config.data_dir)
+  else:
+    dataset = _load_tfds(name, split, data_config.image_size, data_config.data_dir)
+  if len(dataset) == 0:
+    raise UserError(f'split {split!r} of {name!r} is empty.')
+  return dataset
+
+
+class BatchSource:
+  """The deterministic global batch order, sliced to this process.
+
+  Args:
+    dataset: the split to read.
+    global_batch_size: the batch over all processes.
+    seed: the run's seed; epoch e is permuted by a generator seeded with (seed, e).
+    process_index, process_count: this process's place among all processes.
+    random_flip: flip images horizontally with probability 1/2 (decided per sample
+      from (seed, step)).
+  """
+
+  def __init__(self, dataset: ArrayDataset, global_batch_size: int, seed: int,
+               process_index: int = 0, process_count: int = 1, random_flip: bool = False):
+    if global_batch_size % process_count:
+      raise UserError(f'training.batch_size={global_batch_size} does not divide by the '
+                      f'{process_count} processes.')
+    self.dataset = dataset
+    self.global_batch_size = global_batch_size
+    self.local_batch_size = global_batch_size // process_count
+    self.seed = seed
+    self.process_index = process_index
+    self.random_flip = random_flip
+    self._permutations: dict[int, np.ndarray] = {}
+
+  def _permutation(self, epoch: int) -> np.ndarray:
+    if epoch not in self._permutations:
+      if len(self._permutations) > 4:
+        self._permutations.clear()
+      rng = np.random.default_rng([self.seed, epoch])
+      self._permutations[epoch] = rng.permutation(len(self.dataset))
+    return self._permutations[epoch]
+
+  def indices(self, step: int) -> np.ndarray:
+    """Dataset indices of this process's slice of the global batch of `step`."""
+    n = len(self.dataset)
+    start = step * self.global_batch_size + self.process_index * self.local_batch_size
+    positions = np.arange(start, start + self.local_batch_size)  # stream positions
+    epochs, offsets = np.divmod(positions, n)
+    return np.array([self._permutation(int(e))[o] for e, o in zip(epochs, offsets)])
+
+  def batch(self, step: int) -> dict[str, np.ndarray]:
+    """This process's slice of the global batch of `step`.
+
+    Returns:
+      {'image': (B_local, H, W, C) float32, 'label': (B_local,) int32,
+       'index': (B_local,) int32 position of each example in the global batch}.
+      Per-example random draws are keyed by 'index', so they do not depend on how
+      the batch is split over devices and processes.
+    """
+    idx = self.indices(step)
+    offset = self.process_index * self.local_batch_size
+    images = self.dataset.images[idx]
+    if self.random_flip:
+      rng = np.random.default_rng([self.seed, step, 1])
+      flips = rng.random(self.global_batch_size) < 0.5  # decided globally, sliced below
+      flips = flips[self.process_index * self.local_batch_size:][:self.local_batch_size]
+      images = np.where(flips[:, None, None, None], images[:, :, ::-1], images)
+    return {'image': images, 'label': self.dataset.labels[idx],
+            'index': np.arange(offset, offset + self.local_batch_size, dtype=np.int32)}

@@ -1,0 +1,79 @@
+"""The U-Net of Ho et al. 2020 (DDPM), sized by base channels and per-level multipliers."""
+
+from typing import Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from gen_jax.models import layers
+
+
+class UNet(nn.Module):
+  """eps/x0/v-prediction network f(x_t, t [, y]).
+
+  Attributes:
+    ch: base channels; level i has ch * ch_mult[i].
+    ch_mult: channel multipliers, one per resolution level.
+    num_res_blocks: residual blocks per level on the way down (one more on the way up).
+    attn_resolutions: spatial sizes (in pixels) at which self-attention follows each block.
+    dropout: dropout rate inside residual blocks.
+    num_groups: GroupNorm groups.
+    out_channels: output channels (0: same as the input).
+    resample_with_conv: learnable up/down-sampling.
+    num_classes: > 0 adds a class embedding to the time embedding; label `num_classes`
+      is the "null" class (classifier-free guidance).
+  """
+  ch: int = 128
+  ch_mult: Sequence[int] = (1, 2, 2, 2)
+  num_res_blocks: int = 2
+  attn_resolutions: Sequence[int] = (16,)
+  dropout: float = 0.1
+  num_groups: int = 32
+  out_channels: int = 0
+  resample_with_conv: bool = True
+  num_classes: int = 0
+
+  @nn.compact
+  def __call__(self, x: jax.Array, t: jax.Array, y: jax.Array | None = None,
+               train: bool = False) -> jax.Array:
+    """x: (B, H, W, C) in about [-1, 1]; t: (B,) int; y: (B,) int or None. -> (B, H, W, C')."""
+    temb_dim = 4 * self.ch
+    temb = layers.timestep_embedding(t, self.ch)  # (B, ch)
+    temb = nn.Dense(temb_dim, kernel_init=layers.default_init, name='temb_dense0')(temb)
+    temb = nn.Dense(temb_dim, kernel_init=layers.default_init, name='temb_dense1')(
+        nn.silu(temb))  # (B, 4ch)
+    if self.num_classes > 0:
+      if y is None:
+        y = jnp.full(t.shape, self.num_classes, jnp.int32)  # unconditional = null class
+      temb = temb + nn.Embed(self.num_classes + 1, temb_dim, name='class_embed')(y)
+
+    def res_block(h, out_ch):
+      return layers.ResBlock(out_ch, self.num_groups, self.dropout)(h, temb, train)
+
+    def maybe_attend(h):
+      return layers.AttnBlock(self.num_groups)(h) if h.shape[1] in self.attn_resolutions else h
+
+    h = nn.Conv(self.ch, (3, 3), kernel_init=layers.default_init, name='conv_in')(x)
+    skips = [h]
+    for level, mult in enumerate(self.ch_mult):  # down
+      for _ in range(self.num_res_blocks):
+        h = maybe_attend(res_block(h, self.ch * mult))
+        skips.append(h)
+      if level != len(self.ch_mult) - 1:
+        h = layers.Downsample(self.resample_with_conv)(h)
+        skips.append(h)
+
+    h = res_block(h, h.shape[-1])  # middle
+    h = layers.AttnBlock(self.num_groups)(h)
+    h = res_block(h, h.shape[-1])
+
+    for level, mult in reversed(list(enumerate(self.ch_mult))):  # up
+      for _ in range(self.num_res_blocks + 1):
+        h = maybe_attend(res_block(jnp.concatenate([h, skips.pop()], axis=-1), self.ch * mult))
+      if level != 0:
+        h = layers.Upsample(self.resample_with_conv)(h)
+
+    h = nn.silu(nn.GroupNorm(self.num_groups, epsilon=1e-6, name='norm_out')(h))
+    return nn.Conv(self.out_channels or x.shape[-1], (3, 3), kernel_init=layers.zero_init,
+                   name='conv_out')(h)

@@ -1,0 +1,181 @@
+"""Device mesh, per-device step mapping, and host-local -> global arrays.
+
+The programming model is pmap's: a train step is written for one device, sees its
+shard of the batch, and averages with explicit collectives over the `data` axis
+(`lax.pmean(x, DATA_AXIS)`). `map_per_device` maps it over every device of every
+process with `jax.shard_map` under `jax.jit`, so the same code runs on one CPU,
+8 GPUs or a TPU pod slice.
+
+`check_vma` stays on. A replicated parameter is *invariant* over the data axis, and
+the gradient of a per-device loss with respect to an invariant value comes back
+already summed over devices. Steps therefore call `as_varying(params)` before
+differentiating, which makes the gradient per-device again, and then `lax.pmean` it:
+exactly pmap's semantics, tested against one device.
+"""
+
+import os
+import re
+from typing import Any, Callable
+
+import jax
+from jax import lax
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
+import numpy as np
+
+from gen_jax.errors import UserError
+
+DATA_AXIS = 'data'
+_DEVICE_COUNT_FLAG = '--xla_force_host_platform_device_count'
+
+
+def physical_cpu_cores() -> int:
+  """Cores this process may run on (respects taskset / cgroup affinity)."""
+  try:
+    return len(os.sched_getaffinity(0))
+  except AttributeError:  # Not Linux.
+    return os.cpu_count() or 1
+
+
+def choose_cpu_device_count(divisor_of: int, requested: int = 0) -> int:
+  """How many host-platform devices to create: one per core, dividing `divisor_of`.
+
+  XLA's CPU backend runs each convolution on a single core, so data parallelism over
+  one virtual device per core is what uses the whole CPU.
+
+  Args:
+    divisor_of: the count must divide this (the gcd of batch sizes the run uses).
+    requested: an explicit count from the config (0 = automatic).
+  Returns:
+    The number of CPU devices to create.
+  """
+  if requested > 0:
+    return requested
+  cores = physical_cpu_cores()
+  return max(d for d in range(1, cores + 1) if divisor_of % d == 0)
+
+
+def configure_cpu_devices(count: int) -> None:
+  """Asks XLA for `count` CPU devices, unless the user already set a count.
+
+  Must run before JAX initialises its backends. Harmless on GPU/TPU hosts: the flag
+  only shapes the CPU platform, which is then not the default backend.
+  """
+  flags = os.environ.get('XLA_FLAGS', '')
+  if _DEVICE_COUNT_FLAG in flags:
+    return  # The user's XLA_FLAGS win.
+  os.environ['XLA_FLAGS'] = f'{flags} {_DEVICE_COUNT_FLAG}={count}'.strip()
+
+
+def forced_cpu_device_count() -> int | None:
+  """The device count set in XLA_FLAGS, if any."""
+  match = re.search(_DEVICE_COUNT_FLAG + r'=(\d+)', os.environ.get('XLA_FLAGS', ''))
+  return int(match.group(1)) if match else None
+
+
+def initialize_distributed(coordinator_address: str = '', num_processes: int = 0,
+                           process_id: int = -1) -> None:
+  """Joins a multi-process (multi-host) job.
+
+  With an explicit coordinator address all three values must be given (used for CPU
+  multi-process runs and tests). Without one, JAX's cluster auto-detection is used when
+  the environment is a known multi-host job (TPU pod, SLURM, Open MPI, SkyPilot nodes).
+  """
+  if coordinator_address:
+    if num_processes < 1 or process_id < 0:
+      raise UserError('--coordinator_address needs --num_processes and --process_id too.')
+    if jax.config.jax_platforms in (None, '', 'cpu'):
+      # CPU collectives across processes go through gloo.
+      jax.config.update('jax_cpu_collectives_implementation', 'gloo')
+    jax.distributed.initialize(coordinator_address=coordinator_address,
+                               num_processes=num_processes, process_id=process_id)
+  elif _in_multihost_environment():
+    jax.distributed.initialize()
+
+
+def _in_multihost_environment() -> bool:
+  env = os.environ
+  if len(env.get('TPU_WORKER_HOSTNAMES', '').split(',')) > 1:
+    return True
+  for var in ('SLURM_NTASKS', 'OMPI_COMM_WORLD_SIZE', 'SKYPILOT_NUM_NODES'):
+    if int(env.get(var, '1') or 1) > 1:
+      return True
+  return False
+
+
+def make_mesh() -> jax.sharding.Mesh:
+  """A 1-d mesh over all devices of all processes, with the axis `data`."""
+  return jax.make_mesh((jax.device_count(),), (DATA_AXIS,))
+
+
+def check_divisible(count: int, what: str, mesh: jax.sharding.Mesh) -> None:
+  """One-line error unless `count` splits evenly over the devices (and processes)."""
+  n = mesh.devices.size
+  if count % n:
+    raise UserError(
+        f'{what}={count} does not divide by the {n} devices of this run '
+        f'({jax.process_count()} process(es) x {jax.local_device_count()} local); '
+        f'set {what} to a multiple of {n}, or change the device count '
+        f'(--config.parallel.cpu_devices on CPU).')
+
+
+def replicated(mesh) -> NamedSharding:
+  return NamedSharding(mesh, P())
+
+
+def batch_sharded(mesh) -> NamedSharding:
+  return NamedSharding(mesh, P(DATA_AXIS))
+
+
+def replicate(tree: Any, mesh) -> Any:
+  """Places a host pytree (identical on every process) on all devices."""
+  sharding = replicated(mesh)
+  return jax.tree.map(
+      lambda x: jax.make_array_from_callback(np.shape(x), sharding,
+                                             lambda idx: np.asarray(x)[idx]), tree)
+
+
+def host_local_to_global(local_tree: Any, mesh) -> Any:
+  """Stitches each process's slice of the global batch into global arrays."""
+  sharding = batch_sharded(mesh)
+  return jax.tree.map(
+      lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)), local_tree)
+
+
+def global_to_host(tree: Any) -> Any:
+  """Fetches (possibly multi-process) global arrays in full to every host as numpy."""
+  from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+  if jax.process_count() == 1:
+    return jax.device_get(tree)
+  return multihost_utils.process_allgather(tree, tiled=True)
+
+
+def as_varying(tree: Any) -> Any:
+  """Marks replicated values as per-device, so gradients w.r.t. them are per-device."""
+  return jax.tree.map(lambda x: lax.pcast(x, DATA_AXIS, to='varying'), tree)
+
+
+def device_rng(rng: jax.Array) -> jax.Array:
+  """Folds the device's position on the data axis into a (replicated) key."""
+  return jax.random.fold_in(rng, lax.axis_index(DATA_AXIS))
+
+
+def map_per_device(fn: Callable, mesh, in_specs, out_specs,
+                   donate_argnums: tuple[int, ...] = ()) -> Callable:
+  """jit(shard_map(fn)): `fn` is written for one device's shard.
+
+  Args:
+    fn: the per-device function.
+    mesh: the device mesh from `make_mesh`.
+    in_specs, out_specs: PartitionSpecs; use `P()` for replicated values and
+      `P(DATA_AXIS)` for values split along their leading (batch) axis.
+    donate_argnums: arguments whose buffers the step may reuse (the train state).
+  Returns:
+    The compiled, mapped function.
+  """
+  mapped = jax.shard_map(fn, mesh=mesh, in_specs=in_specs, out_specs=out_specs)
+  return jax.jit(mapped, donate_argnums=donate_argnums)
+
+
+REPLICATED = P()
+SHARDED = P(DATA_AXIS)

@@ -1,0 +1,39 @@
+"""What `launch.py` runs: device/process setup, then the family's train or sample mode."""
+
+import math
+import os
+
+from gen_jax import parallel
+from gen_jax.errors import UserError
+
+
+def setup_devices(config, coordinator_address: str = '', num_processes: int = 0,
+                  process_id: int = -1) -> None:
+  """Before JAX starts: one CPU device per core (dividing the batches), then processes."""
+  divisor = math.gcd(config.training.batch_size, config.sampling.num_samples)
+  parallel.configure_cpu_devices(
+      parallel.choose_cpu_device_count(divisor, config.parallel.cpu_devices))
+  parallel.initialize_distributed(coordinator_address, num_processes, process_id)
+
+
+def run(config, workdir: str, mode: str = 'train', **distributed) -> str:
+  """Runs `mode` ('train' or 'sample') of `config` in `workdir`.
+
+  Returns:
+    What happened ('done', 'preempted', or the sample files written).
+  """
+  if not workdir:
+    raise UserError('--workdir is empty; give a directory for the run.')
+  setup_devices(config, **distributed)
+  import experiments  # pylint: disable=g-import-not-at-top
+  from gen_jax import trainer  # pylint: disable=g-import-not-at-top
+  workdir = os.path.abspath(workdir)
+  mesh = parallel.make_mesh()
+  experiment = experiments.build(config, mesh)
+  if mode == 'train':
+    return trainer.train(experiment, workdir)
+  if mode == 'sample':
+    state = trainer.restore_latest(experiment, workdir)
+    step = int(state.step)
+    return experiment.write_samples(state, step, workdir, prefix='sample')
+  raise UserError(f'unknown mode {mode!r}.')

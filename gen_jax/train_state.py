@@ -1,0 +1,74 @@
+"""The pytree that is trained and checkpointed, and the shared gradient update.
+
+One `TrainState` serves every family: `params` and `opt_state` are arbitrary pytrees
+(a GAN keeps {'generator': ..., 'discriminator': ...} in each), `model_state` holds
+non-trained variables (batch statistics, spectral-norm vectors), `ema_params` the
+exponential moving average used for sampling. The data position is `step` (see
+`gen_jax.data.BatchSource`), so the checkpoint of this state is the whole run.
+"""
+
+from typing import Any, Callable
+
+import flax.struct
+import jax
+from jax import lax
+import jax.numpy as jnp
+import optax
+
+from gen_jax import parallel
+
+
+@flax.struct.dataclass
+class TrainState:
+  step: jax.Array  # () int32: optimizer steps taken == batches consumed
+  rng: jax.Array  # (2,) uint32: the base key (from config.seed)
+  params: Any
+  opt_state: Any
+  ema_params: Any
+  model_state: Any = flax.struct.field(default_factory=dict)
+
+
+def ema_update(ema_params, params, decay: float, step: jax.Array):
+  """ema <- d ema + (1 - d) params, with d = min(decay, (1 + step) / (10 + step)).
+
+  The warm-up of d keeps the average from being dominated by the random initialisation
+  in short runs (as in TensorFlow's ExponentialMovingAverage with num_updates).
+  """
+  if decay <= 0:
+    return params
+  d = jnp.minimum(decay, (1.0 + step) / (10.0 + step))
+  return jax.tree.map(lambda e, p: d * e + (1.0 - d) * p, ema_params, params)
+
+
+def gradient_update(loss_fn: Callable, optimizer: optax.GradientTransformation, params,
+                    opt_state, batch, rng, has_state: bool = False, model_state=None):
+  """One data-parallel gradient step, written for one device.
+
+  The gradient of this device's loss is averaged over the `data` axis with
+  `lax.pmean`, as are the metrics, so every device applies the same update.
+
+  Args:
+    loss_fn: `(params, batch, rng) -> (loss, metrics)`, or with `has_state`
+      `(params, model_state, batch, rng) -> (loss, (metrics, new_model_state))`.
+    optimizer: the optax transformation.
+    params, opt_state: what is updated (replicated).
+    batch: this device's shard of the batch.
+    rng: this device's key.
+    has_state: whether loss_fn takes and returns model_state.
+    model_state: non-trained variables (e.g. batch statistics).
+  Returns:
+    (params, opt_state, metrics, model_state); metrics include `grad_norm`.
+  """
+  varying = parallel.as_varying(params)  # per-device gradients (see gen_jax.parallel)
+  if has_state:
+    grad_fn = jax.value_and_grad(lambda p: loss_fn(p, model_state, batch, rng), has_aux=True)
+    (loss, (metrics, model_state)), grads = grad_fn(varying)
+    model_state = lax.pmean(model_state, parallel.DATA_AXIS)
+  else:
+    (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(varying, batch, rng)
+  grads = lax.pmean(grads, parallel.DATA_AXIS)
+  metrics = lax.pmean(dict(metrics, loss=loss), parallel.DATA_AXIS)
+  updates, opt_state = optimizer.update(grads, opt_state, params)
+  params = optax.apply_updates(params, updates)
+  metrics['grad_norm'] = optax.global_norm(grads)
+  return params, opt_state, metrics, model_state

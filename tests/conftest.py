@@ -1,0 +1,73 @@
+"""Shared test helpers: run launch.py as a user would, with a tiny model."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# A U-Net and process small enough that a launch.py run takes seconds on one core.
+TINY_DDPM = [
+    '--config=configs/ddpm.py',
+    '--config.data.image_size=8',
+    '--config.model.ch=8',
+    '--config.model.ch_mult=(1,2)',
+    '--config.model.attn_resolutions=(4,)',
+    '--config.model.num_groups=4',
+    '--config.diffusion.num_timesteps=20',
+    '--config.training.batch_size=16',
+    '--config.training.log_every=1',
+    '--config.training.sample_every=0',
+    '--config.optim.warmup_steps=2',
+    '--config.sampling.num_samples=8',
+    '--config.training.async_checkpoints=False',
+]
+
+
+def launch_env(devices: int | None = 1) -> dict:
+  """Environment for a launch.py subprocess with `devices` forced CPU devices."""
+  env = dict(os.environ)
+  env['PYTHONPATH'] = REPO + os.pathsep + env.get('PYTHONPATH', '')
+  env['PYTHONUNBUFFERED'] = '1'
+  env['TF_CPP_MIN_LOG_LEVEL'] = '3'
+  env.pop('XLA_FLAGS', None)
+  if devices is not None:
+    env['XLA_FLAGS'] = f'--xla_force_host_platform_device_count={devices}'
+  return env
+
+
+def run_launch(args, devices: int | None = 1, timeout: int = 300, check: bool = True):
+  """Runs `python launch.py ARGS`; returns the CompletedProcess."""
+  proc = subprocess.run([sys.executable, os.path.join(REPO, 'launch.py'), *args],
+                        cwd=REPO, env=launch_env(devices), capture_output=True, text=True,
+                        timeout=timeout)
+  if check and proc.returncode != 0:
+    raise AssertionError(f'launch.py failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}')
+  return proc
+
+
+def read_jsonl(path):
+  with open(path) as f:
+    return [json.loads(line) for line in f if line.strip()]
+
+
+def losses_by_step(workdir) -> dict[int, float]:
+  return {m['step']: m['train/loss'] for m in read_jsonl(os.path.join(workdir, 'metrics.jsonl'))}
+
+
+def assert_one_line_error(proc, *needles):
+  """A user error: non-zero exit, no traceback, one 'error:' line naming the problem."""
+  assert proc.returncode != 0, proc.stdout
+  assert 'Traceback' not in proc.stderr, proc.stderr
+  lines = [l for l in proc.stderr.splitlines() if l.startswith('error:')]
+  assert len(lines) == 1, proc.stderr
+  for needle in needles:
+    assert needle in lines[0], lines[0]
+
+
+@pytest.fixture
+def tiny_ddpm():
+  return list(TINY_DDPM)

@@ -1,0 +1,70 @@
+"""Bad input ends in one clear line and a non-zero exit, never a traceback."""
+
+import os
+
+import pytest
+
+from tests.conftest import assert_one_line_error, run_launch
+
+
+def test_unknown_config_key(tmp_path, tiny_ddpm):
+  proc = run_launch([*tiny_ddpm, f'--workdir={tmp_path}', '--config.training.num_stepz=3'],
+                    check=False)
+  assert proc.returncode != 0
+  assert 'Traceback' not in proc.stderr
+  assert 'num_stepz' in proc.stderr
+
+
+def test_indivisible_batch(tmp_path, tiny_ddpm):
+  proc = run_launch([*tiny_ddpm, f'--workdir={tmp_path}', '--config.training.batch_size=12'],
+                    devices=8, check=False)
+  assert_one_line_error(proc, 'training.batch_size=12', '8 devices')
+
+
+def test_unknown_dataset(tmp_path, tiny_ddpm):
+  proc = run_launch([*tiny_ddpm, f'--workdir={tmp_path}', '--config.data.dataset=no_such_set'],
+                    check=False)
+  assert_one_line_error(proc, "unknown dataset 'no_such_set'")
+
+
+def test_unprepared_tfds_dataset_fails_at_once(tmp_path, tiny_ddpm):
+  proc = run_launch([*tiny_ddpm, f'--workdir={tmp_path}/run', '--config.data.dataset=mnist',
+                     f'--config.data.data_dir={tmp_path}/empty'], check=False, timeout=120)
+  assert_one_line_error(proc, "'mnist' is not prepared", 'tfds build mnist',
+                        '--config.data.data_dir')
+
+
+def test_checkpoint_that_does_not_fit_the_config(tmp_path, tiny_ddpm):
+  workdir = f'{tmp_path}/run'
+  run_launch([*tiny_ddpm, f'--workdir={workdir}', '--config.training.num_steps=1'])
+  proc = run_launch([*tiny_ddpm, f'--workdir={workdir}', '--config.training.num_steps=2',
+                     '--config.model.ch=12'], check=False)
+  assert_one_line_error(proc, 'does not fit this config', 'shape')
+  # The checkpoint that was there is untouched.
+  assert os.path.isdir(os.path.join(workdir, 'checkpoints', '1'))
+
+
+def test_sample_without_checkpoint(tmp_path, tiny_ddpm):
+  proc = run_launch([*tiny_ddpm, f'--workdir={tmp_path}', '--mode=sample'], check=False)
+  assert_one_line_error(proc, 'no checkpoint')
+
+
+@pytest.mark.parametrize('override,needle', [
+    ('--config.diffusion.prediction=score', 'diffusion.prediction'),
+    ('--config.sampling.sampler=euler', 'sampling.sampler'),
+    ('--config.model.num_groups=3', 'model.num_groups'),
+    ('--config.data.image_size=6', 'data.image_size'),
+])
+def test_bad_values(tmp_path, tiny_ddpm, override, needle):
+  proc = run_launch([*tiny_ddpm, f'--workdir={tmp_path}', override], check=False)
+  assert_one_line_error(proc, needle)
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_checkpoint(tmp_path, tiny_ddpm):
+  workdir = f'{tmp_path}/run'
+  run_launch([*tiny_ddpm, f'--workdir={workdir}', '--config.training.num_steps=2'])
+  proc = run_launch([*tiny_ddpm, f'--workdir={workdir}', '--config.training.num_steps=6',
+                     '--config.optim.lr=1e30', '--config.optim.grad_clip=0'], check=False)
+  assert_one_line_error(proc, 'non-finite', 'step')
+  saved = sorted(int(d) for d in os.listdir(os.path.join(workdir, 'checkpoints')) if d.isdigit())
+  assert saved == [2]
