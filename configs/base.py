@@ -28,6 +28,7 @@ def get_base_config() -> ml_collections.ConfigDict:
   config.training.log_every = 50  # steps between metric lines (metrics.jsonl, TensorBoard).
   config.training.checkpoint_every = 500  # steps between checkpoints.
   config.training.sample_every = 1000  # steps between sample grids (0 disables).
+  config.training.eval_every = 0  # steps between in-training evaluations (0 disables).
   config.training.keep_checkpoints = 3  # how many checkpoints to keep.
   config.training.async_checkpoints = True  # save checkpoints in a background thread.
 

@@ -40,8 +40,11 @@ class Experiment(Protocol):
   def write_samples(self, state: TrainState, step: int, workdir: str, prefix: str) -> None:
     """Generates samples (all processes take part) and writes them (process 0)."""
 
-  def finalize_metrics(self, metrics: dict) -> dict:
-    """Host-side post-processing of a step's metrics before logging."""
+  # Optional:
+  #   finalize_metrics(metrics: dict) -> dict: host-side post-processing of a step's
+  #     metrics before logging (default: unchanged).
+  #   evaluate(state, step) -> dict: 'eval/...' scalars, every `training.eval_every`
+  #     steps (all processes take part; process 0 logs).
 
 
 class _Preemption:
@@ -159,6 +162,9 @@ def train(experiment: Experiment, workdir: str) -> str:
       return 'done'
     source = experiment.train_batches()
     step_fn = make_train_step(experiment)
+    finalize = getattr(experiment, 'finalize_metrics', lambda m: m)
+    evaluate = getattr(experiment, 'evaluate', None)
+    eval_every = tcfg.get('eval_every', 0) if evaluate else 0
     _say(is_chief, f'{"resuming at" if start else "starting at"} step {start} of '
          f'{tcfg.num_steps}: {jax.device_count()} device(s) on {jax.process_count()} '
          f'process(es), global batch {tcfg.batch_size}; workdir {workdir}')
@@ -169,7 +175,7 @@ def train(experiment: Experiment, workdir: str) -> str:
     def settle(pending):
       """Fetches a step's metrics, stops on non-finite loss, logs on schedule."""
       step, metrics = pending
-      metrics = experiment.finalize_metrics(jax.device_get(metrics))
+      metrics = finalize(jax.device_get(metrics))
       bad = [k for k in ('loss', 'grad_norm') if k in metrics
              and not np.isfinite(metrics[k])]
       if bad:
@@ -214,6 +220,11 @@ def train(experiment: Experiment, workdir: str) -> str:
           last_saved = done
         if tcfg.sample_every and (done % tcfg.sample_every == 0 or done == tcfg.num_steps):
           experiment.write_samples(state, done, workdir, prefix='train')
+        if eval_every and (done % eval_every == 0 or done == tcfg.num_steps):
+          scalars = evaluate(state, done)
+          logger.write(done, scalars)
+          _say(is_chief, f'eval at step {done}: ' +
+               ', '.join(f'{k} {v:.4g}' for k, v in scalars.items()))
       if pending:
         settle(pending)
     ckpt.wait()
