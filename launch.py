@@ -27,6 +27,19 @@ _PROCESS_ID = flags.DEFINE_integer('process_id', -1, 'This process, in a multi-p
 flags.mark_flags_as_required(['config', 'workdir'])
 
 
+def parse_flags(argv):
+  """absl's parsing, with config mistakes (unknown field, wrong type) as one line."""
+  try:
+    return flags.FLAGS(argv)
+  except (flags.Error, AttributeError, KeyError, TypeError, ValueError) as e:
+    message = ' '.join(str(e).replace('\\n', ' ').replace("\\'", "'").split()).strip('\'"')
+    if isinstance(e, (AttributeError, KeyError)):
+      message = 'unknown config field ' + message.replace("'", '')
+    print(f'error: bad flag or config override: {message} '
+          f'(see the config file, or --helpfull)', file=sys.stderr)
+    sys.exit(2)
+
+
 def main(argv):
   logging.set_verbosity(logging.WARNING)  # orbax logs every checkpoint step at INFO.
   if len(argv) > 1:
@@ -34,7 +47,13 @@ def main(argv):
           file=sys.stderr)
     sys.exit(2)
   try:
-    runner.run(_CONFIG.value, _WORKDIR.value, _MODE.value, coordinator_address=_COORDINATOR.value,
+    config = _CONFIG.value
+    config.family  # pylint: disable=pointless-statement  # a failed load raises here
+  except (OSError, AttributeError) as e:
+    print(f'error: cannot load --config: {" ".join(str(e).split())}', file=sys.stderr)
+    sys.exit(2)
+  try:
+    runner.run(config, _WORKDIR.value, _MODE.value, coordinator_address=_COORDINATOR.value,
                num_processes=_NUM_PROCESSES.value, process_id=_PROCESS_ID.value)
   except UserError as e:
     print(f'error: {e}', file=sys.stderr)
@@ -42,4 +61,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main)
+  app.run(main, flags_parser=parse_flags)

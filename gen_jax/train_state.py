@@ -70,5 +70,5 @@ def gradient_update(loss_fn: Callable, optimizer: optax.GradientTransformation, 
   metrics = lax.pmean(dict(metrics, loss=loss), parallel.DATA_AXIS)
   updates, opt_state = optimizer.update(grads, opt_state, params)
   params = optax.apply_updates(params, updates)
-  metrics['grad_norm'] = optax.global_norm(grads)
+  metrics['grad_norm'] = optax.tree.norm(grads)
   return params, opt_state, metrics, model_state
