@@ -25,6 +25,8 @@ def get_diffusion_config() -> ml_collections.ConfigDict:
   config.diffusion.beta_start = 1e-4  # linear schedule: beta at t = 0.
   config.diffusion.beta_end = 0.02  # linear schedule: beta at t = T-1.
   config.diffusion.prediction = 'eps'  # network target: 'eps', 'x0' or 'v'.
+  config.diffusion.class_conditional = False  # condition the U-Net on the data's labels.
+  config.diffusion.cond_drop_prob = 0.1  # label dropout (null class) for guidance training.
 
   config.sampling.sampler = 'ddpm'  # 'ddpm' (ancestral) or 'ddim'.
   config.sampling.num_steps = 1000  # sampler steps (DDPM always uses all T).
@@ -32,6 +34,8 @@ def get_diffusion_config() -> ml_collections.ConfigDict:
   config.sampling.spacing = 'uniform'  # DDIM timestep spacing: 'uniform', 'leading', 'quad'.
   config.sampling.clip_x0 = True  # clip predicted x0 to [-1, 1] at each step.
   config.sampling.ddpm_variance = 'small'  # DDPM: 'small' (posterior) or 'large' (beta_t).
+  config.sampling.guidance_scale = 0.0  # w: (1 + w) f(x, c) - w f(x, null); 0 = conditional.
+  config.sampling.class_label = -1  # class to sample (-1: one grid row per class).
   return config
 
 

@@ -11,6 +11,7 @@ from gen_jax import data
 from gen_jax import optim
 from gen_jax import parallel
 from gen_jax import viz
+from gen_jax.diffusion import guidance
 from gen_jax.diffusion import losses
 from gen_jax.diffusion import samplers
 from gen_jax.diffusion import schedules
@@ -55,31 +56,56 @@ def validate(config) -> None:
 
 
 class DiffusionExperiment:
-  """Builds the U-Net, schedule, loss, train step and samplers from a config."""
+  """Builds the U-Net, schedule, loss, train step and samplers from a config.
 
-  def __init__(self, config, mesh):
+  Args:
+    config: the run's config.
+    mesh: the device mesh.
+    image_shape: (H, W, C) of the data; given, no dataset is loaded (benchmarks with
+      random data), else it is read off the training split.
+  """
+
+  def __init__(self, config, mesh, image_shape: tuple[int, int, int] | None = None):
     validate(config)
     self.config = config
     self.mesh = mesh
     parallel.check_divisible(config.training.batch_size, 'training.batch_size', mesh)
-    self._train_data = data.load_dataset(config.data, config.data.train_split)
-    self.image_shape = self._train_data.images.shape[1:]  # (H, W, C)
+    self._train_data = None
+    if image_shape is None:
+      self._train_data = data.load_dataset(config.data, config.data.train_split)
+      image_shape = self._train_data.images.shape[1:]
+    self.image_shape = tuple(image_shape)  # (H, W, C)
+    d = config.diffusion
+    self.num_classes = 0
+    if d.class_conditional:
+      if self._train_data is None:
+        raise ValueError('class conditioning needs the dataset (for its classes).')
+      self.num_classes = self._train_data.num_classes
+      if self.num_classes < 2:
+        raise UserError(f'diffusion.class_conditional needs labelled data; '
+                        f'{config.data.dataset!r} has {self.num_classes} classes.')
+      if not -1 <= config.sampling.class_label < self.num_classes:
+        raise UserError(f'sampling.class_label must be -1 (all classes) or in '
+                        f'[0, {self.num_classes - 1}], not {config.sampling.class_label}.')
     m = config.model
     self.model = UNet(ch=m.ch, ch_mult=tuple(m.ch_mult), num_res_blocks=m.num_res_blocks,
                       attn_resolutions=tuple(m.attn_resolutions), dropout=m.dropout,
                       num_groups=m.num_groups, out_channels=self.image_shape[-1],
-                      resample_with_conv=m.resample_with_conv)
-    d = config.diffusion
+                      resample_with_conv=m.resample_with_conv,
+                      num_classes=self.num_classes)
     self.schedule = schedules.make_schedule(d.schedule, d.num_timesteps, d.beta_start,
                                             d.beta_end)
     self.optimizer, self.lr_schedule = optim.make_optimizer(config.optim,
                                                             config.training.num_steps)
-    self.loss_fn = losses.make_diffusion_loss(self._model_fn, self.schedule, d.prediction)
+    self.loss_fn = losses.make_diffusion_loss(
+        self._model_fn, self.schedule, d.prediction,
+        label_drop_prob=d.cond_drop_prob if self.num_classes else 0.0,
+        null_label=self.num_classes)
 
   # --- model -------------------------------------------------------------------------
   def _model_fn(self, params, x_t, t, batch, rng):
-    del batch  # Unconditional.
-    return self.model.apply(params, x_t, t, train=True, rngs={'dropout': rng})
+    y = batch['label'] if self.num_classes else None
+    return self.model.apply(params, x_t, t, y, train=True, rngs={'dropout': rng})
 
   def init_state(self, rng) -> TrainState:
     x = jnp.zeros((1,) + self.image_shape, jnp.float32)
@@ -110,34 +136,64 @@ class DiffusionExperiment:
     per_device_n = num_samples // self.mesh.devices.size
     cfg = self.config
 
-    def per_device(params, rng):
-      denoise = lambda x, t: self.model.apply(params, x, t, train=False)
+    scale = cfg.sampling.guidance_scale
+
+    def per_device(params, rng, labels):  # labels: (n,) this device's share
+      def conditional(x, t, y):
+        return self.model.apply(params, x, t, y if self.num_classes else None, train=False)
+
+      if self.num_classes and scale != 0:
+        denoise = lambda x, t: guidance.guided(conditional, x, t, labels, self.num_classes,
+                                               scale)
+      else:
+        denoise = lambda x, t: conditional(x, t, labels)
       return samplers.sample(denoise, self.schedule, (per_device_n,) + self.image_shape,
                              parallel.device_rng(rng), cfg.sampling, cfg.diffusion.prediction)
 
-    return parallel.map_per_device(per_device, self.mesh,
-                                   in_specs=(parallel.REPLICATED, parallel.REPLICATED),
-                                   out_specs=parallel.SHARDED)
+    return parallel.map_per_device(
+        per_device, self.mesh,
+        in_specs=(parallel.REPLICATED, parallel.REPLICATED, parallel.SHARDED),
+        out_specs=parallel.SHARDED)
 
-  def generate(self, params, num_samples: int, rng) -> np.ndarray:
+  def sample_labels(self, num_samples: int) -> np.ndarray:
+    """Class of each sample: `sampling.class_label`, or balanced rows of classes."""
+    if not self.num_classes:
+      return np.zeros((num_samples,), np.int32)
+    if self.config.sampling.class_label >= 0:
+      return np.full((num_samples,), self.config.sampling.class_label, np.int32)
+    return np.asarray(guidance.balanced_labels(num_samples, self.num_classes))
+
+  def generate(self, params, num_samples: int, rng, labels=None) -> np.ndarray:
     """num_samples images (N, H, W, C) in [-1, 1], split over all devices."""
+    labels = self.sample_labels(num_samples) if labels is None else labels
     rng = parallel.replicate(jax.device_get(rng), self.mesh)
-    images = self._sampler(num_samples)(params, rng)
+    labels = parallel.host_local_to_global(
+        np.asarray(labels, np.int32).reshape(jax.process_count(), -1)[jax.process_index()],
+        self.mesh)
+    images = self._sampler(num_samples)(params, rng, labels)
     return np.clip(parallel.global_to_host(images), -1.0, 1.0)
 
   def sampler_name(self) -> str:
     s = self.config.sampling
-    if s.sampler == 'ddim':
-      return f'ddim{s.num_steps}_eta{s.eta:g}'
-    return f'ddpm{self.config.diffusion.num_timesteps}'
+    name = (f'ddim{s.num_steps}_eta{s.eta:g}' if s.sampler == 'ddim'
+            else f'ddpm{self.config.diffusion.num_timesteps}')
+    if self.num_classes:
+      name += f'_w{s.guidance_scale:g}'
+      if s.class_label >= 0:
+        name += f'_class{s.class_label}'
+    return name
 
   def write_samples(self, state: TrainState, step: int, workdir: str, prefix: str) -> list:
     """Samples with the EMA parameters; writes a PNG grid and an .npz (process 0)."""
     rng = jax.random.fold_in(jax.random.fold_in(state.rng, step), 1)  # not a training key
-    images = self.generate(state.ema_params, self.config.sampling.num_samples, rng)
+    n = self.config.sampling.num_samples
+    labels = self.sample_labels(n)
+    images = self.generate(state.ema_params, n, rng, labels)
     base = os.path.join(workdir, 'samples', f'{prefix}_step{step:07d}_{self.sampler_name()}')
     if jax.process_index() == 0:
-      viz.save_grid(base + '.png', images)
-      np.savez_compressed(base + '.npz', images=images.astype(np.float32))
+      # A class grid has one row per class.
+      ncols = n // self.num_classes if self.num_classes and n % self.num_classes == 0 else None
+      viz.save_grid(base + '.png', images, ncols=ncols)
+      np.savez_compressed(base + '.npz', images=images.astype(np.float32), labels=labels)
       print(f'wrote {base}.png ({len(images)} samples)', flush=True)
     return [base + '.png', base + '.npz']

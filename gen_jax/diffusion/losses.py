@@ -5,6 +5,7 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 
+from gen_jax.diffusion import guidance
 from gen_jax.diffusion import schedules
 
 _DROPOUT_STREAM = 0x7FFFFFFF  # folded into the step key for dropout, apart from examples
@@ -14,7 +15,8 @@ ModelFn = Callable[..., jax.Array]
 
 
 def make_diffusion_loss(model_fn: ModelFn, schedule: schedules.Schedule,
-                        prediction: str = 'eps') -> Callable:
+                        prediction: str = 'eps', label_drop_prob: float = 0.0,
+                        null_label: int = -1) -> Callable:
   """L_simple: E_{t, eps} ||target - f(x_t, t)||^2, target eps, x0 or v.
 
   t ~ U{0..T-1}, eps ~ N(0, I), x_t from `schedules.q_sample`. The loss is the mean
@@ -25,6 +27,9 @@ def make_diffusion_loss(model_fn: ModelFn, schedule: schedules.Schedule,
     model_fn: the network, `model_fn(params, x_t, t, batch, rng)`.
     schedule: the noise schedule.
     prediction: 'eps', 'x0' or 'v'.
+    label_drop_prob: with class conditioning, replace batch['label'] by `null_label`
+      with this probability per example (classifier-free guidance training).
+    null_label: the "no class" label.
   Returns:
     loss_fn(params, batch, rng) -> (loss, metrics); batch['image'] is (B, H, W, C) and
     batch['index'] (B,) the examples' positions in the global batch: t and eps of an
@@ -43,6 +48,9 @@ def make_diffusion_loss(model_fn: ModelFn, schedule: schedules.Schedule,
     noise = jax.vmap(lambda k: jax.random.normal(jax.random.fold_in(k, 1), x0.shape[1:],
                                                  x0.dtype))(keys)  # (B, H, W, C)
     rng_model = jax.random.fold_in(jax.random.fold_in(rng, _DROPOUT_STREAM), batch['index'][0])
+    if label_drop_prob > 0:
+      batch = dict(batch, label=guidance.drop_labels(batch['label'], keys, label_drop_prob,
+                                                     null_label))
     x_t = schedules.q_sample(schedule, x0, t, noise)
     output = model_fn(params, x_t, t, batch, rng_model)
     target = schedules.target_for(prediction, schedule, x0, t, noise)

@@ -1,0 +1,182 @@
+"""Benchmark: gen_jax's U-Net train step and DDIM sampler on the diffusers peer's work.
+
+    python experiments/benchmark.py [--quick] [--nets small,cifar10] [--out FILE]
+
+Same networks (configs/bench_peer.py), batches (64 and 16), random weights and data,
+fp32, and protocol as ../shared/peers/diffusers_bench.py: warm-up steps, then the median
+of timed train steps; DDIM (50 steps, 10 with --quick) on the whole batch; compile time
+reported separately. Prints one JSON object (also written to --out).
+
+On the CPU the batch is split over one device per core (gen_jax's default); set
+XLA_FLAGS=--xla_force_host_platform_device_count=N to choose.
+"""
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from configs import bench_peer  # pylint: disable=g-import-not-at-top,wrong-import-position
+from gen_jax import parallel  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+
+def parse_args(argv=None):
+  p = argparse.ArgumentParser(description=__doc__,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+  p.add_argument('--quick', action='store_true',
+                 help='warm-up 1, 3 timed train steps, DDIM 10 steps (as the peer --quick)')
+  p.add_argument('--nets', default='small,cifar10', help='comma list of: small, cifar10')
+  p.add_argument('--warmup', type=int, default=None, help='warm-up train steps (2; quick 1)')
+  p.add_argument('--train-steps', type=int, default=None, help='timed steps (10; quick 3)')
+  p.add_argument('--ddim-steps', type=int, default=None, help='DDIM steps (50; quick 10)')
+  p.add_argument('--seed', type=int, default=0)
+  p.add_argument('--out', default=None, help='also write the JSON here')
+  a = p.parse_args(argv)
+  a.warmup = a.warmup if a.warmup is not None else (1 if a.quick else 2)
+  a.train_steps = a.train_steps if a.train_steps is not None else (3 if a.quick else 10)
+  a.ddim_steps = a.ddim_steps if a.ddim_steps is not None else (10 if a.quick else 50)
+  return a
+
+
+def foreign_cpu_cores(start: tuple[float, float, float]) -> float | None:
+  """Cores used by other processes since `start` (from /proc), to flag noisy timings."""
+  now = _cpu_times()
+  if None in now or None in start:
+    return None
+  busy, own, wall = (n - s for n, s in zip(now, start))
+  return round(max(0.0, busy - own) / max(wall, 1e-9), 3)
+
+
+def _cpu_times():
+  hz = os.sysconf('SC_CLK_TCK')
+  try:
+    with open('/proc/stat') as f:
+      v = [int(x) for x in f.readline().split()[1:]]
+    busy = (sum(v) - v[3] - v[4]) / hz
+    with open('/proc/self/stat') as f:
+      fields = f.read().rsplit(')', 1)[1].split()
+    own = (int(fields[11]) + int(fields[12])) / hz
+  except (OSError, ValueError, IndexError):
+    return None, None, time.perf_counter()
+  return busy, own, time.perf_counter()
+
+
+def bench_net(name: str, a) -> dict:
+  import jax  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from experiments.diffusion import DiffusionExperiment  # pylint: disable=g-import-not-at-top
+  from gen_jax import trainer  # pylint: disable=g-import-not-at-top
+
+  config = bench_peer.get_config(name)
+  config.seed = a.seed
+  config.sampling.num_steps = a.ddim_steps
+  batch_size = config.training.batch_size
+  size = config.data.image_size
+  mesh = parallel.make_mesh()
+  experiment = DiffusionExperiment(config, mesh,
+                                   image_shape=(size, size, config.bench_channels))
+  state = jax.jit(experiment.init_state, out_shardings=parallel.replicated(mesh))(
+      jax.random.PRNGKey(a.seed))
+  params = sum(x.size for x in jax.tree.leaves(state.params))
+  rng = np.random.default_rng(a.seed)
+  host_batch = {'image': np.clip(rng.standard_normal((batch_size, size, size,
+                                                      config.bench_channels)), -1, 1)
+                         .astype(np.float32),
+                'label': np.zeros((batch_size,), np.int32),
+                'index': np.arange(batch_size, dtype=np.int32)}
+  batch = parallel.host_local_to_global(host_batch, mesh)
+  result = {'params': int(params), 'batch': batch_size, 'config': f'configs/bench_peer.py:{name}'}
+
+  # Train step: compile (timed alone), warm-up, then the median of timed steps.
+  step_fn = trainer.make_train_step(experiment)
+  t0 = time.perf_counter()
+  compiled = step_fn.lower(state, batch).compile()
+  compile_s = time.perf_counter() - t0
+  for _ in range(a.warmup):
+    state, metrics = compiled(state, batch)
+  jax.block_until_ready(metrics)
+  start, times = _cpu_times(), []
+  for _ in range(a.train_steps):
+    t0 = time.perf_counter()
+    state, metrics = compiled(state, batch)
+    jax.block_until_ready(metrics)
+    times.append(time.perf_counter() - t0)
+  median = statistics.median(times)
+  result['train'] = {
+      'compile_s': compile_s, 'median_s': median, 'min_s': min(times), 'max_s': max(times),
+      'all_s': [round(t, 5) for t in times], 'images_per_s': batch_size / median,
+      'warmup_steps': a.warmup, 'timed_steps': a.train_steps,
+      'last_loss': float(metrics['loss']), 'foreign_cpu_cores': foreign_cpu_cores(start)}
+
+  # DDIM on the whole batch: compile alone, then one timed run.
+  sampler = experiment._sampler(batch_size)  # pylint: disable=protected-access
+  key = parallel.replicate(np.asarray(jax.random.PRNGKey(a.seed)), mesh)
+  t0 = time.perf_counter()
+  compiled_sampler = sampler.lower(state.params, key).compile()
+  sample_compile_s = time.perf_counter() - t0
+  start = _cpu_times()
+  t0 = time.perf_counter()
+  images = jax.block_until_ready(compiled_sampler(state.params, key))
+  seconds = time.perf_counter() - t0
+  n = a.ddim_steps
+  result['sample'] = {'ddim': {
+      'compile_s': sample_compile_s, 'steps': n, 'batch': batch_size,
+      'seconds_per_batch': seconds, 'seconds_per_image': seconds / batch_size,
+      'seconds_per_image_step': seconds / (n * batch_size),
+      'image_steps_per_s': n * batch_size / seconds,
+      'finite': bool(jnp.all(jnp.isfinite(images))), 'foreign_cpu_cores': foreign_cpu_cores(start),
+      'scheduler': 'linear betas, T=1000, leading spacing, eta 0, x0 clipped'}}
+  return result
+
+
+def main(argv=None):
+  a = parse_args(argv)
+  nets = [n.strip() for n in a.nets.split(',') if n.strip()]
+  batches = [bench_peer.get_config(n).training.batch_size for n in nets]
+  parallel.configure_cpu_devices(parallel.choose_cpu_device_count(min(batches)))
+  import jax  # pylint: disable=g-import-not-at-top
+  import flax  # pylint: disable=g-import-not-at-top
+  import optax  # pylint: disable=g-import-not-at-top
+  t_start = time.perf_counter()
+  cpu = None
+  try:
+    with open('/proc/cpuinfo') as f:
+      cpu = next((l.split(':', 1)[1].strip() for l in f if l.startswith('model name')), None)
+  except OSError:
+    pass
+  result = {
+      'benchmark': 'gen_jax U-Net train step and DDIM sampler (random weights, fp32)',
+      'date_utc': time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime()),
+      'mode': 'quick' if a.quick else 'full', 'args': vars(a),
+      'versions': {'jax': jax.__version__, 'flax': flax.__version__, 'optax': optax.__version__},
+      'devices': {'backend': jax.default_backend(), 'count': jax.device_count(),
+                  'kind': jax.devices()[0].device_kind, 'xla_flags': os.environ.get('XLA_FLAGS')},
+      'machine': {'nproc': os.cpu_count(), 'cpu_model': cpu, 'platform': platform.platform(),
+                  'python': sys.version.split()[0]},
+      'models': {}}
+  for name in nets:
+    result['models'][name] = bench_net(name, a)
+    m = result['models'][name]
+    print(f"[{name}] params={m['params']:,} train {m['train']['images_per_s']:.1f} img/s "
+          f"(compile {m['train']['compile_s']:.1f}s); DDIM "
+          f"{m['sample']['ddim']['seconds_per_image_step'] * 1e3:.2f} ms/image-step",
+          file=sys.stderr, flush=True)
+  result['total_wall_s'] = time.perf_counter() - t_start
+  foreign = [p['foreign_cpu_cores'] for m in result['models'].values()
+             for p in (m['train'], m['sample']['ddim']) if p['foreign_cpu_cores'] is not None]
+  result['contaminated'] = bool(foreign) and max(foreign) > 0.1
+  text = json.dumps(result, indent=2)
+  print(text)
+  if a.out:
+    with open(a.out, 'w') as f:
+      f.write(text + '\n')
+
+
+if __name__ == '__main__':
+  main()
