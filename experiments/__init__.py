@@ -7,6 +7,9 @@ from gen_jax.errors import UserError
 # config.family -> 'module:ExperimentClass' (imported on demand).
 FAMILIES = {
     'diffusion': 'experiments.diffusion:DiffusionExperiment',
+    'vae': 'experiments.vae:VAEExperiment',
+    'gan': 'experiments.gan:GANExperiment',
+    'ldm': 'experiments.ldm:LatentDiffusionExperiment',
 }
 
 

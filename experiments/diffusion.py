@@ -63,16 +63,20 @@ class DiffusionExperiment:
     mesh: the device mesh.
     image_shape: (H, W, C) of the data; given, no dataset is loaded (benchmarks with
       random data), else it is read off the training split.
+    train_data: the training set, if not `data.train_split` of `data.dataset` (latent
+      diffusion passes encoded latents).
   """
 
-  def __init__(self, config, mesh, image_shape: tuple[int, int, int] | None = None):
+  def __init__(self, config, mesh, image_shape: tuple[int, int, int] | None = None,
+               train_data: data.ArrayDataset | None = None):
     validate(config)
     self.config = config
     self.mesh = mesh
     parallel.check_divisible(config.training.batch_size, 'training.batch_size', mesh)
-    self._train_data = None
+    self._train_data = train_data
     if image_shape is None:
-      self._train_data = data.load_dataset(config.data, config.data.train_split)
+      if self._train_data is None:
+        self._train_data = data.load_dataset(config.data, config.data.train_split)
       image_shape = self._train_data.images.shape[1:]
     self.image_shape = tuple(image_shape)  # (H, W, C)
     d = config.diffusion
@@ -164,14 +168,19 @@ class DiffusionExperiment:
     return np.asarray(guidance.balanced_labels(num_samples, self.num_classes))
 
   def generate(self, params, num_samples: int, rng, labels=None) -> np.ndarray:
-    """num_samples images (N, H, W, C) in [-1, 1], split over all devices."""
+    """num_samples samples (N, H, W, C) of the data space, split over all devices."""
     labels = self.sample_labels(num_samples) if labels is None else labels
     rng = parallel.replicate(jax.device_get(rng), self.mesh)
     labels = parallel.host_local_to_global(
         np.asarray(labels, np.int32).reshape(jax.process_count(), -1)[jax.process_index()],
         self.mesh)
-    images = self._sampler(num_samples)(params, rng, labels)
-    return np.clip(parallel.global_to_host(images), -1.0, 1.0)
+    samples = self._sampler(num_samples)(params, rng, labels)
+    return parallel.global_to_host(samples)
+
+  def to_images(self, state: TrainState, samples: np.ndarray) -> np.ndarray:
+    """Samples of the data space -> images in [-1, 1] (identity up to clipping here)."""
+    del state
+    return np.clip(samples, -1.0, 1.0)
 
   def sampler_name(self) -> str:
     s = self.config.sampling
@@ -188,12 +197,16 @@ class DiffusionExperiment:
     rng = jax.random.fold_in(jax.random.fold_in(state.rng, step), 1)  # not a training key
     n = self.config.sampling.num_samples
     labels = self.sample_labels(n)
-    images = self.generate(state.ema_params, n, rng, labels)
+    samples = self.generate(state.ema_params, n, rng, labels)
+    images = self.to_images(state, samples)
     base = os.path.join(workdir, 'samples', f'{prefix}_step{step:07d}_{self.sampler_name()}')
     if jax.process_index() == 0:
       # A class grid has one row per class.
       ncols = n // self.num_classes if self.num_classes and n % self.num_classes == 0 else None
       viz.save_grid(base + '.png', images, ncols=ncols)
-      np.savez_compressed(base + '.npz', images=images.astype(np.float32), labels=labels)
+      arrays = {'images': images.astype(np.float32), 'labels': labels}
+      if samples.shape != images.shape:
+        arrays['latents'] = samples.astype(np.float32)
+      np.savez_compressed(base + '.npz', **arrays)
       print(f'wrote {base}.png ({len(images)} samples)', flush=True)
     return [base + '.png', base + '.npz']

@@ -55,7 +55,8 @@ def read_jsonl(path):
 
 
 def losses_by_step(workdir) -> dict[int, float]:
-  return {m['step']: m['train/loss'] for m in read_jsonl(os.path.join(workdir, 'metrics.jsonl'))}
+  return {m['step']: m['train/loss'] for m in read_jsonl(os.path.join(workdir, 'metrics.jsonl'))
+          if 'train/loss' in m}  # eval lines share steps with train lines
 
 
 def assert_one_line_error(proc, *needles):

@@ -1,0 +1,32 @@
+"""Latent diffusion on digits: a U-Net in the 4x4x4 latent of a trained VAE.
+
+    python launch.py --config=configs/vae_spatial.py --workdir=runs/vae_spatial
+    python launch.py --config=configs/ldm.py --workdir=runs/ldm \
+        --config.ldm.autoencoder_workdir=runs/vae_spatial
+"""
+
+import ml_collections
+
+from configs import ddpm
+
+
+def get_config():
+  config = ddpm.get_config()
+  config.family = 'ldm'
+  config.ldm = ml_collections.ConfigDict()
+  config.ldm.autoencoder_workdir = 'runs/vae_spatial'  # a VAE run with a spatial latent.
+
+  # The latent is (4, 4, 4): two levels (4x4, 2x2) are enough.
+  config.model.ch = 64
+  config.model.ch_mult = (1, 2)
+  config.model.num_res_blocks = 2
+  config.model.attn_resolutions = (2,)
+  config.model.num_groups = 16
+  config.sampling.clip_x0 = False  # scaled latents are not confined to [-1, 1]
+  config.sampling.sampler = 'ddim'
+  config.sampling.num_steps = 100
+  config.training.num_steps = 3000
+  config.training.checkpoint_every = 1000
+  config.training.sample_every = 1500
+  config.optim.lr = 1e-3
+  return config

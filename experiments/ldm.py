@@ -1,0 +1,122 @@
+"""Latent diffusion (Rombach et al. 2022): DDPM/DDIM in the latent space of a trained VAE.
+
+The autoencoder is a gen_jax VAE run (`ldm.autoencoder_workdir`, spatial latent). Its
+EMA parameters encode the training set once to posterior means, cached beside the VAE
+run under latents/<fingerprint>.npz, where the fingerprint hashes the VAE's parameters
+(a retrained or resumed VAE gets a new cache). Latents are multiplied by
+1 / std(latents) (LDM's scale_by_std), kept in the train state as
+model_state['latent_scale'] so a checkpoint always decodes with the scale it was trained
+with. Everything else (U-Net, loss, samplers, guidance, train loop) is the diffusion
+family's; samples are decoded by the VAE into image grids.
+"""
+
+import hashlib
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from experiments import diffusion
+from gen_jax import data
+from gen_jax.errors import UserError
+from gen_jax.train_state import TrainState
+
+_ENCODE_CHUNK = 512  # images per jitted encoder call
+
+
+class Autoencoder:
+  """A trained gen_jax VAE run, as encode / decode functions of its EMA parameters."""
+
+  def __init__(self, workdir: str, mesh):
+    from experiments.vae import VAEExperiment  # pylint: disable=g-import-not-at-top
+    from gen_jax import trainer  # pylint: disable=g-import-not-at-top
+    self.workdir = os.path.abspath(workdir)
+    config_path = os.path.join(self.workdir, 'config.json')
+    if not workdir or not os.path.exists(config_path):
+      raise UserError(f'ldm.autoencoder_workdir={workdir!r} is not a gen_jax run (no '
+                      f'config.json); train a VAE first: python launch.py '
+                      f'--config=configs/vae_spatial.py --workdir=DIR.')
+    with open(config_path) as f:
+      self.config = ml_collections.ConfigDict(json.load(f))
+    if self.config.family != 'vae':
+      raise UserError(f'ldm.autoencoder_workdir={workdir!r} is a {self.config.family!r} run, '
+                      f'not a VAE.')
+    self.latent_shape = tuple(self.config.vae.latent_shape)
+    if len(self.latent_shape) != 3:
+      raise UserError(f'the VAE in {workdir} has a flat latent {self.latent_shape}; latent '
+                      f'diffusion needs a spatial (h, w, c) one (configs/vae_spatial.py).')
+    self.vae = VAEExperiment(self.config, mesh)
+    state = trainer.restore_latest(self.vae, self.workdir)  # one-line error if none
+    self.step = int(jax.device_get(state.step))
+    self.params = jax.device_get(state.ema_params)
+    self._encode = jax.jit(lambda p, x: self.vae.encode(p, x)[0])  # posterior means
+    self._decode = jax.jit(self.vae.decode_images)
+
+  def fingerprint(self) -> str:
+    """sha256 of the parameters and latent shape (16 hex digits)."""
+    digest = hashlib.sha256(repr(self.latent_shape).encode())
+    for leaf in jax.tree.leaves(self.params):
+      digest.update(np.ascontiguousarray(leaf).tobytes())
+    return digest.hexdigest()[:16]
+
+  def encode(self, images: np.ndarray) -> np.ndarray:
+    """(N, H, W, C) images in [-1, 1] -> (N, h, w, c) posterior means."""
+    return np.concatenate([np.asarray(self._encode(self.params, images[i:i + _ENCODE_CHUNK]))
+                           for i in range(0, len(images), _ENCODE_CHUNK)])
+
+  def decode(self, latents: np.ndarray) -> np.ndarray:
+    """(N, h, w, c) latents -> (N, H, W, C) images in [-1, 1]."""
+    return np.concatenate([np.asarray(self._decode(self.params, latents[i:i + _ENCODE_CHUNK]))
+                           for i in range(0, len(latents), _ENCODE_CHUNK)])
+
+  def encoded(self, dataset: data.ArrayDataset, name: str) -> np.ndarray:
+    """The latents of `dataset`, from the cache when this VAE encoded it before."""
+    path = os.path.join(self.workdir, 'latents', f'{name}_{self.fingerprint()}.npz')
+    if os.path.exists(path):
+      return np.load(path)['latents']
+    latents = self.encode(dataset.images)
+    if jax.process_index() == 0:
+      os.makedirs(os.path.dirname(path), exist_ok=True)
+      tmp = path + '.tmp.npz'
+      np.savez(tmp, latents=latents)
+      os.replace(tmp, path)  # atomic: a crash leaves no half-written cache
+    return latents
+
+
+def latent_scale(latents: np.ndarray) -> float:
+  """LDM's scale_by_std: 1 / std of all latent values, so scaled latents have unit variance."""
+  return float(1.0 / np.std(latents.astype(np.float64)))
+
+
+class LatentDiffusionExperiment(diffusion.DiffusionExperiment):
+  """The diffusion family on a VAE's scaled latents; samples are decoded to images."""
+
+  def __init__(self, config, mesh):
+    self.autoencoder = Autoencoder(config.ldm.autoencoder_workdir, mesh)
+    images = data.load_dataset(self.autoencoder.config.data, config.data.train_split)
+    latents = self.autoencoder.encoded(images, f'{config.data.train_split}')
+    self.scale = latent_scale(latents)
+    h, w, c = self.autoencoder.latent_shape
+    levels = len(config.model.ch_mult)
+    if h != w or h % 2 ** (levels - 1):
+      raise UserError(f'the VAE latent {self.autoencoder.latent_shape} does not fit the U-Net: '
+                      f'its side must be square and divide by 2^(len(model.ch_mult)-1)='
+                      f'{2 ** (levels - 1)}; change model.ch_mult or the VAE.')
+    if any(config.model.ch * k % config.model.num_groups for k in config.model.ch_mult):
+      raise UserError(f'model.num_groups={config.model.num_groups} must divide every level\'s '
+                      f'channels.')
+    train = data.ArrayDataset(images=(latents * self.scale).astype(np.float32),
+                              labels=images.labels, num_classes=images.num_classes)
+    super().__init__(config, mesh, train_data=train)
+
+  def init_state(self, rng) -> TrainState:
+    state = super().init_state(rng)
+    return state.replace(model_state={'latent_scale': jnp.asarray(self.scale, jnp.float32)})
+
+  def to_images(self, state: TrainState, samples: np.ndarray) -> np.ndarray:
+    """Latent samples -> decoded images in [-1, 1], with the state's own scale."""
+    scale = float(jax.device_get(state.model_state['latent_scale']))
+    return np.clip(self.autoencoder.decode(samples / scale), -1.0, 1.0)

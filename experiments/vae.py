@@ -1,0 +1,291 @@
+"""The VAE family: ELBO training, held-out ELBO and IWAE likelihood, reconstructions,
+prior samples, and the decoded manifold of a 2-d latent.
+
+Samples and evaluations use the EMA parameters (the parameters themselves when
+`optim.ema_decay` is 0). Everything that runs on the devices is written per device and
+mapped with `parallel.map_per_device`; per-example random draws are keyed by each
+example's position, so results do not depend on the device count.
+
+For other families (latent diffusion): `build_model(config, image_shape)` rebuilds the
+network of a VAE config, and `VAEExperiment.encode / encode_sample / decode /
+decode_images` are plain functions of its parameters.
+"""
+
+import functools
+import math
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from gen_jax import data
+from gen_jax import optim
+from gen_jax import parallel
+from gen_jax import viz
+from gen_jax.diffusion.losses import per_example_keys
+from gen_jax.errors import UserError
+from gen_jax.models.vae import VAE
+from gen_jax.objectives import vae as objectives
+from gen_jax.train_state import TrainState, ema_update, gradient_update
+
+# Folded into the base key (config.seed) for draws outside training; fixed, so every
+# evaluation uses the same importance samples and every prior grid the same z.
+_EVAL_STREAM = 0x0E7A1
+_PRIOR_STREAM = 0x0B10B
+_RECON_COLUMNS = 16  # images per row of a reconstruction figure
+_MANIFOLD_PIXELS = 640  # the manifold figure is upscaled to at least this size
+
+
+def validate(config) -> None:
+  """One-line errors for values the code below would otherwise trip over deep inside."""
+  v, m, s = config.vae, config.model, config.sampling
+  latent = tuple(v.latent_shape)
+  checks = [
+      (v.likelihood in objectives.LIKELIHOODS, f'vae.likelihood must be one of '
+       f'{objectives.LIKELIHOODS}, not {v.likelihood!r}'),
+      (v.obs_variance > 0, f'vae.obs_variance (eta, the Gaussian variance) must be '
+       f'positive, not {v.obs_variance}'),
+      (v.beta >= 0, f'vae.beta must be >= 0, not {v.beta}'),
+      (v.iwae_samples >= 1, f'vae.iwae_samples must be >= 1, not {v.iwae_samples}'),
+      (len(latent) in (1, 3) and all(d >= 1 for d in latent),
+       f'vae.latent_shape must be (k,) or (h, w, c) with positive sizes, not {latent}'),
+      (v.eval_batch_size >= 1, f'vae.eval_batch_size must be positive, not '
+       f'{v.eval_batch_size}'),
+      (v.eval_examples >= 0, f'vae.eval_examples must be >= 0, not {v.eval_examples}'),
+      (len(m.features) >= 1 and all(f >= 1 for f in m.features),
+       f'model.features must be one or more positive channel counts, not {m.features}'),
+      (m.hidden >= 1, f'model.hidden must be positive, not {m.hidden}'),
+      (s.num_samples >= 1, f'sampling.num_samples must be positive, not {s.num_samples}'),
+      (s.num_recon >= 1, f'sampling.num_recon must be positive, not {s.num_recon}'),
+      (s.manifold_size >= 2, f'sampling.manifold_size must be >= 2, not {s.manifold_size}'),
+  ]
+  for ok, message in checks:
+    if not ok:
+      raise UserError(message + '.')
+  size, scale = config.data.image_size, 2 ** len(m.features)
+  if size % scale:
+    raise UserError(f'data.image_size={size} must divide by 2^len(model.features)={scale} '
+                    f'for the encoder to downsample it.')
+  if len(latent) == 3 and latent[:2] != (size // scale, size // scale):
+    raise UserError(f'a spatial vae.latent_shape={latent} must be (h, w, c) with h = w = '
+                    f'data.image_size / 2^len(model.features) = {size // scale}.')
+
+
+def build_model(config, image_shape: tuple[int, ...]) -> VAE:
+  """The VAE network of `config` for images of `image_shape` (H, W, C)."""
+  return VAE(features=tuple(config.model.features),
+             latent_shape=tuple(config.vae.latent_shape),
+             image_shape=tuple(image_shape), hidden=config.model.hidden)
+
+
+def _interleave_rows(inputs: np.ndarray, outputs: np.ndarray, ncols: int) -> np.ndarray:
+  """Rows of `ncols` inputs, each above the row of its outputs; (N, ...) -> (2 N', ...),
+  short last rows padded with white."""
+  rows = -(-len(inputs) // ncols)
+  pad = rows * ncols - len(inputs)
+  blank = np.ones((pad,) + inputs.shape[1:], inputs.dtype)
+  inputs, outputs = (np.concatenate([a, blank]).reshape((rows, ncols) + a.shape[1:])
+                     for a in (inputs, outputs))
+  return np.stack([inputs, outputs], axis=1).reshape((-1,) + inputs.shape[2:])
+
+
+class VAEExperiment:
+  """Builds the VAE, its ELBO loss, train step, evaluation and figures from a config."""
+
+  def __init__(self, config, mesh):
+    validate(config)
+    self.config = config
+    self.mesh = mesh
+    parallel.check_divisible(config.training.batch_size, 'training.batch_size', mesh)
+    self._train_data = data.load_dataset(config.data, config.data.train_split)
+    self._eval_data = self._load_eval_data()  # at once: a missing split fails here
+    self.image_shape = self._train_data.images.shape[1:]  # (H, W, C)
+    self.latent_shape = tuple(config.vae.latent_shape)
+    self.model = build_model(config, self.image_shape)
+    v = config.vae
+    self.log_likelihood = objectives.make_log_likelihood(v.likelihood, v.obs_variance)
+    self.optimizer, self.lr_schedule = optim.make_optimizer(config.optim,
+                                                            config.training.num_steps)
+    self.loss_fn = objectives.make_elbo_loss(self.encode, self.decode, self.log_likelihood,
+                                             v.beta)
+
+  # --- the networks as plain functions of params ---------------------------------------
+  def encode(self, params, x: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """x: (B, H, W, C) in [-1, 1] -> mu, logvar of q(z|x), each (B, *latent_shape)."""
+    return self.model.apply(params, x, method=VAE.encode)
+
+  def encode_sample(self, params, x: jax.Array, rng: jax.Array) -> jax.Array:
+    """z ~ q(z|x) by reparameterization, (B, *latent_shape)."""
+    mu, logvar = self.encode(params, x)
+    return objectives.reparameterize(mu, logvar, jax.random.normal(rng, mu.shape))
+
+  def decode(self, params, z: jax.Array) -> jax.Array:
+    """z: (B, *latent_shape) -> (B, H, W, C) parameters of p(x|z) (means or logits)."""
+    return self.model.apply(params, z, method=VAE.decode)
+
+  def decode_images(self, params, z: jax.Array) -> jax.Array:
+    """z: (B, *latent_shape) -> the mean of p(x|z) as images (B, H, W, C) in [-1, 1]."""
+    return objectives.mean_image(self.config.vae.likelihood, self.decode(params, z))
+
+  def init_state(self, rng) -> TrainState:
+    params = self.model.init(jax.random.fold_in(rng, 0),
+                             jnp.zeros((1,) + self.image_shape, jnp.float32))
+    return TrainState(step=jnp.zeros((), jnp.int32), rng=rng, params=params,
+                      opt_state=self.optimizer.init(params), ema_params=params)
+
+  # --- training ------------------------------------------------------------------------
+  def train_batches(self):
+    return data.BatchSource(self._train_data, self.config.training.batch_size,
+                            self.config.seed, jax.process_index(), jax.process_count(),
+                            self.config.data.random_flip)
+
+  def train_step(self, state: TrainState, batch, rng):
+    params, opt_state, metrics, _ = gradient_update(
+        self.loss_fn, self.optimizer, state.params, state.opt_state, batch, rng)
+    ema = ema_update(state.ema_params, params, self.config.optim.ema_decay, state.step)
+    metrics['lr'] = self.lr_schedule(state.step)
+    return state.replace(params=params, opt_state=opt_state, ema_params=ema), metrics
+
+  # --- running per-device functions over host arrays --------------------------------------
+  @functools.lru_cache(maxsize=8)
+  def _mapped(self, fn, num_arrays: int):
+    return parallel.map_per_device(
+        fn, self.mesh, in_specs=(parallel.REPLICATED,) + (parallel.SHARDED,) * num_arrays,
+        out_specs=parallel.SHARDED)
+
+  def _run_sharded(self, fn, params, *arrays: np.ndarray, size: int = 0):
+    """fn(params, *shards) on every device, over the leading axis of host `arrays`.
+
+    Args:
+      fn: a per-device function of (replicated) params and this device's rows.
+      params: replicated parameters.
+      *arrays: (N, ...) numpy arrays, the same on every process.
+      size: pad to at least this many rows (to reuse one compilation across calls).
+    Returns:
+      fn's outputs for the N rows, as numpy on every host.
+    """
+    n, devices = len(arrays[0]), self.mesh.devices.size
+    padded = -(-max(n, size) // devices) * devices  # rows repeat the last one
+    local = padded // jax.process_count()
+    start = jax.process_index() * local
+    shards = [parallel.host_local_to_global(
+        np.concatenate([a, np.repeat(a[-1:], padded - n, axis=0)])[start:start + local],
+        self.mesh) for a in arrays]
+    out = parallel.global_to_host(self._mapped(fn, len(arrays))(params, *shards))
+    return jax.tree.map(lambda x: np.asarray(x)[:n], out)
+
+  def _base_key(self, stream: int) -> jax.Array:
+    return jax.random.fold_in(jax.random.PRNGKey(self.config.seed), stream)
+
+  def _prior_images(self, params, index):  # index: (n,) sample numbers
+    z = objectives.standard_normal_like(per_example_keys(self._base_key(_PRIOR_STREAM),
+                                                         index), self.latent_shape)
+    return self.decode_images(params, z)
+
+  def _reconstruct(self, params, x):  # x: (n, H, W, C) -> decoded posterior means
+    return self.decode_images(params, self.encode(params, x)[0])
+
+  def _encode_mean(self, params, x):
+    return self.encode(params, x)[0]
+
+  def _bounds(self, params, x, index):  # x: (n, H, W, C), index: (n,) dataset positions
+    keys = per_example_keys(self._base_key(_EVAL_STREAM), index)
+    log_weights, elbo, kl = objectives.importance_log_weights(
+        self.encode, self.decode, self.log_likelihood, params, x, keys,
+        self.config.vae.iwae_samples)
+    return {'elbo': elbo, 'kl': kl, 'iwae': objectives.iwae_bound(log_weights)}
+
+  # --- evaluation ------------------------------------------------------------------------
+  def _load_eval_data(self) -> data.ArrayDataset:
+    """The held-out split (`data.eval_split`), cut to `vae.eval_examples` if set."""
+    held_out = data.load_dataset(self.config.data, self.config.data.eval_split)
+    n = self.config.vae.eval_examples or len(held_out)
+    return data.ArrayDataset(held_out.images[:n], held_out.labels[:n], held_out.num_classes)
+
+  def eval_dataset(self) -> data.ArrayDataset:
+    """The held-out examples that evaluation and the figures use."""
+    return self._eval_data
+
+  def evaluate(self, state: TrainState, step: int) -> dict:
+    """Held-out ELBO and IWAE_K estimate of -log p(x), per example.
+
+    Returns:
+      {'eval/elbo' (nats, <= 0 for Bernoulli), 'eval/kl', 'eval/recon' (-E_q log p(x|z)),
+       'eval/iwae_nll' (-IWAE_K bound, nats), 'eval/iwae_bits_per_dim' and
+       'eval/nelbo_bits_per_dim' (nats / (D ln 2), D = H W C on the [0, 1] scale)}.
+    """
+    del step  # The same importance samples at every step.
+    held_out = self.eval_dataset()
+    n = len(held_out)
+    chunks = -(-n // self.config.vae.eval_batch_size)
+    chunk = -(-n // chunks)  # equal chunks: one compilation
+    index = np.arange(n, dtype=np.int32)
+    parts = [self._run_sharded(self._bounds, state.ema_params, held_out.images[i:i + chunk],
+                               index[i:i + chunk], size=chunk) for i in range(0, n, chunk)]
+    elbo, kl, iwae = (np.concatenate([p[k] for p in parts]).astype(np.float64)
+                      for k in ('elbo', 'kl', 'iwae'))
+    per_dim = math.prod(self.image_shape) * math.log(2.0)
+    return {'eval/elbo': float(elbo.mean()), 'eval/kl': float(kl.mean()),
+            'eval/recon': float(-(elbo + kl).mean()), 'eval/iwae_nll': float(-iwae.mean()),
+            'eval/iwae_bits_per_dim': float(-iwae.mean() / per_dim),
+            'eval/nelbo_bits_per_dim': float(-elbo.mean() / per_dim)}
+
+  # --- figures -------------------------------------------------------------------------
+  def generate(self, params, num_samples: int) -> np.ndarray:
+    """num_samples decoded prior draws (N, H, W, C) in [-1, 1] (fixed z, keyed by number)."""
+    return self._run_sharded(self._prior_images, params,
+                             np.arange(num_samples, dtype=np.int32))
+
+  def manifold(self, params, n: int) -> np.ndarray:
+    """A 2-d latent decoded on an n x n inverse-CDF grid: (n * n, H, W, C), row-major."""
+    if self.latent_shape != (2,):
+      raise UserError(f'the manifold needs a flat 2-d latent, not {self.latent_shape}.')
+    return self._run_sharded(self.decode_images, params, viz.gaussian_latent_grid(n))
+
+  def write_samples(self, state: TrainState, step: int, workdir: str, prefix: str) -> list:
+    """Writes the figures of `state` under WORKDIR/samples, named KIND_PREFIX_stepSTEP.
+
+    recon_*.png: held-out inputs, each row above the row of their reconstructions
+    (decoded posterior means); prior_*.png and .npz: decoded prior draws (images in
+    [-1, 1]); for a 2-d latent also manifold_*.png (the decoded inverse-CDF grid) and
+    latents_*.png (held-out posterior means coloured by label). In sample mode it also
+    evaluates and prints the held-out bounds.
+
+    Returns:
+      The paths written (by process 0; every process takes part in computing them).
+    """
+    cfg, params = self.config.sampling, state.ema_params
+    held_out = self.eval_dataset()
+    inputs = held_out.images[:cfg.num_recon]
+    ncols = min(_RECON_COLUMNS, len(inputs))
+    figures = {'recon': viz.image_grid(_interleave_rows(
+        inputs, self._run_sharded(self._reconstruct, params, inputs), ncols), ncols)}
+    prior = self.generate(params, cfg.num_samples)
+    figures['prior'] = viz.image_grid(prior)
+    two_d = self.latent_shape == (2,)
+    if two_d:
+      figures['manifold'] = viz.image_grid(self.manifold(params, cfg.manifold_size),
+                                           cfg.manifold_size)
+      means = self._run_sharded(self._encode_mean, params, held_out.images)  # (N, 2)
+    directory, tag = os.path.join(workdir, 'samples'), f'{prefix}_step{step:07d}'
+    path = lambda kind, ext='png': os.path.join(directory, f'{kind}_{tag}.{ext}')
+    written = [path(kind) for kind in figures] + [path('prior', 'npz')]
+    if two_d:
+      written.append(path('latents'))
+    if jax.process_index() == 0:
+      for kind, picture in figures.items():
+        viz.save_png(path(kind), picture,
+                     min_size=_MANIFOLD_PIXELS if kind == 'manifold' else 256)
+      np.savez_compressed(path('prior', 'npz'), images=prior.astype(np.float32))
+      if two_d:
+        viz.save_latent_scatter(path('latents'), means, held_out.labels,
+                                f'posterior means of {len(means)} held-out images, step {step}')
+      print(f'wrote {", ".join(os.path.basename(p) for p in written)} in {directory}',
+            flush=True)
+    if prefix == 'sample':
+      scalars = self.evaluate(state, step)
+      if jax.process_index() == 0:
+        print(f'eval at step {step}: ' + ', '.join(f'{k} {v:.4g}' for k, v in scalars.items()),
+              flush=True)
+    return written
