@@ -7,6 +7,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from experiments import base
 from gen_jax import data
 from gen_jax import optim
 from gen_jax import parallel
@@ -17,7 +18,7 @@ from gen_jax.diffusion import samplers
 from gen_jax.diffusion import schedules
 from gen_jax.errors import UserError
 from gen_jax.models.unet import UNet
-from gen_jax.train_state import TrainState, ema_update, gradient_update
+from gen_jax.train_state import TrainState
 
 
 def validate(config) -> None:
@@ -55,7 +56,7 @@ def validate(config) -> None:
                     f'{2 ** (len(m.ch_mult) - 1)} for the U-Net to downsample it.')
 
 
-class DiffusionExperiment:
+class DiffusionExperiment(base.SingleNetworkExperiment):
   """Builds the U-Net, schedule, loss, train step and samplers from a config.
 
   Args:
@@ -111,24 +112,9 @@ class DiffusionExperiment:
     y = batch['label'] if self.num_classes else None
     return self.model.apply(params, x_t, t, y, train=True, rngs={'dropout': rng})
 
-  def init_state(self, rng) -> TrainState:
+  def init_params(self, rng):
     x = jnp.zeros((1,) + self.image_shape, jnp.float32)
-    params = self.model.init(jax.random.fold_in(rng, 0), x, jnp.zeros((1,), jnp.int32))
-    return TrainState(step=jnp.zeros((), jnp.int32), rng=rng, params=params,
-                      opt_state=self.optimizer.init(params), ema_params=params)
-
-  # --- training ----------------------------------------------------------------------
-  def train_batches(self):
-    return data.BatchSource(self._train_data, self.config.training.batch_size,
-                            self.config.seed, jax.process_index(), jax.process_count(),
-                            self.config.data.random_flip)
-
-  def train_step(self, state: TrainState, batch, rng):
-    params, opt_state, metrics, _ = gradient_update(
-        self.loss_fn, self.optimizer, state.params, state.opt_state, batch, rng)
-    ema = ema_update(state.ema_params, params, self.config.optim.ema_decay, state.step)
-    metrics['lr'] = self.lr_schedule(state.step)
-    return state.replace(params=params, opt_state=opt_state, ema_params=ema), metrics
+    return self.model.init(rng, x, jnp.zeros((1,), jnp.int32))
 
   def finalize_metrics(self, metrics):
     return losses.finalize_quarter_metrics(metrics)

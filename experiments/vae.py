@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from experiments import base
 from gen_jax import data
 from gen_jax import optim
 from gen_jax import parallel
@@ -27,7 +28,7 @@ from gen_jax.diffusion.losses import per_example_keys
 from gen_jax.errors import UserError
 from gen_jax.models.vae import VAE
 from gen_jax.objectives import vae as objectives
-from gen_jax.train_state import TrainState, ema_update, gradient_update
+from gen_jax.train_state import TrainState
 
 # Folded into the base key (config.seed) for draws outside training; fixed, so every
 # evaluation uses the same importance samples and every prior grid the same z.
@@ -90,7 +91,7 @@ def _interleave_rows(inputs: np.ndarray, outputs: np.ndarray, ncols: int) -> np.
   return np.stack([inputs, outputs], axis=1).reshape((-1,) + inputs.shape[2:])
 
 
-class VAEExperiment:
+class VAEExperiment(base.SingleNetworkExperiment):
   """Builds the VAE, its ELBO loss, train step, evaluation and figures from a config."""
 
   def __init__(self, config, mesh):
@@ -128,24 +129,8 @@ class VAEExperiment:
     """z: (B, *latent_shape) -> the mean of p(x|z) as images (B, H, W, C) in [-1, 1]."""
     return objectives.mean_image(self.config.vae.likelihood, self.decode(params, z))
 
-  def init_state(self, rng) -> TrainState:
-    params = self.model.init(jax.random.fold_in(rng, 0),
-                             jnp.zeros((1,) + self.image_shape, jnp.float32))
-    return TrainState(step=jnp.zeros((), jnp.int32), rng=rng, params=params,
-                      opt_state=self.optimizer.init(params), ema_params=params)
-
-  # --- training ------------------------------------------------------------------------
-  def train_batches(self):
-    return data.BatchSource(self._train_data, self.config.training.batch_size,
-                            self.config.seed, jax.process_index(), jax.process_count(),
-                            self.config.data.random_flip)
-
-  def train_step(self, state: TrainState, batch, rng):
-    params, opt_state, metrics, _ = gradient_update(
-        self.loss_fn, self.optimizer, state.params, state.opt_state, batch, rng)
-    ema = ema_update(state.ema_params, params, self.config.optim.ema_decay, state.step)
-    metrics['lr'] = self.lr_schedule(state.step)
-    return state.replace(params=params, opt_state=opt_state, ema_params=ema), metrics
+  def init_params(self, rng):
+    return self.model.init(rng, jnp.zeros((1,) + self.image_shape, jnp.float32))
 
   # --- running per-device functions over host arrays --------------------------------------
   @functools.lru_cache(maxsize=8)

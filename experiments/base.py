@@ -1,0 +1,37 @@
+"""What every family that trains one network with one loss shares (diffusion, VAE)."""
+
+import jax
+import jax.numpy as jnp
+
+from gen_jax import data
+from gen_jax.train_state import TrainState, ema_update, gradient_update
+
+
+class SingleNetworkExperiment:
+  """The state, batches and train step of one network under one pure loss.
+
+  A subclass sets `config`, `mesh`, `_train_data` (an ArrayDataset), `optimizer`,
+  `lr_schedule` and `loss_fn(params, batch, rng) -> (loss, metrics)`, and implements
+  `init_params(rng)`.
+  """
+
+  def init_params(self, rng):
+    raise NotImplementedError
+
+  def init_state(self, rng) -> TrainState:
+    params = self.init_params(jax.random.fold_in(rng, 0))
+    return TrainState(step=jnp.zeros((), jnp.int32), rng=rng, params=params,
+                      opt_state=self.optimizer.init(params), ema_params=params)
+
+  def train_batches(self) -> data.BatchSource:
+    return data.BatchSource(self._train_data, self.config.training.batch_size,
+                            self.config.seed, jax.process_index(), jax.process_count(),
+                            self.config.data.random_flip)
+
+  def train_step(self, state: TrainState, batch, rng):
+    """Per device: one `gradient_update`, the EMA, and the learning rate as a metric."""
+    params, opt_state, metrics, _ = gradient_update(
+        self.loss_fn, self.optimizer, state.params, state.opt_state, batch, rng)
+    ema = ema_update(state.ema_params, params, self.config.optim.ema_decay, state.step)
+    metrics['lr'] = self.lr_schedule(state.step)
+    return state.replace(params=params, opt_state=opt_state, ema_params=ema), metrics
