@@ -39,13 +39,9 @@ def validate(config) -> None:
       (s.ddpm_variance in ('small', 'large'), f"sampling.ddpm_variance must be 'small' "
        f"or 'large', not {s.ddpm_variance!r}"),
       (0.0 <= s.eta <= 1.0, f'sampling.eta must be in [0, 1], not {s.eta}'),
-      (s.num_samples >= 1, f'sampling.num_samples must be positive, not {s.num_samples}'),
       (all(m.ch * k % m.num_groups == 0 for k in m.ch_mult),
        f'model.num_groups={m.num_groups} must divide every level\'s channels '
        f'{[m.ch * k for k in m.ch_mult]}'),
-      (config.training.batch_size >= 1, 'training.batch_size must be positive'),
-      (config.training.log_every >= 1, 'training.log_every must be positive'),
-      (config.training.checkpoint_every >= 1, 'training.checkpoint_every must be positive'),
   ]
   for ok, message in checks:
     if not ok:

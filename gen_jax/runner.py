@@ -16,6 +16,21 @@ def setup_devices(config, coordinator_address: str = '', num_processes: int = 0,
   parallel.initialize_distributed(coordinator_address, num_processes, process_id)
 
 
+def validate_training(config) -> None:
+  """One-line errors for the shared `training` and `sampling` blocks."""
+  t = config.training
+  for name, value, minimum in [('training.batch_size', t.batch_size, 1),
+                               ('training.num_steps', t.num_steps, 0),
+                               ('training.log_every', t.log_every, 1),
+                               ('training.checkpoint_every', t.checkpoint_every, 1),
+                               ('training.keep_checkpoints', t.keep_checkpoints, 1),
+                               ('training.sample_every', t.sample_every, 0),
+                               ('training.eval_every', t.eval_every, 0),
+                               ('sampling.num_samples', config.sampling.num_samples, 1)]:
+    if value < minimum:
+      raise UserError(f'{name} must be >= {minimum}, not {value}.')
+
+
 def run(config, workdir: str, mode: str = 'train', **distributed) -> str:
   """Runs `mode` ('train' or 'sample') of `config` in `workdir`.
 
@@ -24,6 +39,7 @@ def run(config, workdir: str, mode: str = 'train', **distributed) -> str:
   """
   if not workdir:
     raise UserError('--workdir is empty; give a directory for the run.')
+  validate_training(config)
   setup_devices(config, **distributed)
   import experiments  # pylint: disable=g-import-not-at-top
   from gen_jax import trainer  # pylint: disable=g-import-not-at-top

@@ -57,6 +57,7 @@ def test_sample_without_checkpoint(tmp_path, tiny_ddpm):
     ('--config.sampling.sampler=euler', 'sampling.sampler'),
     ('--config.model.num_groups=3', 'model.num_groups'),
     ('--config.data.image_size=7', 'data.image_size'),
+    ('--config.training.log_every=0', 'training.log_every must be >= 1'),
 ])
 def test_bad_values(tmp_path, tiny_ddpm, override, needle):
   proc = run_launch([*tiny_ddpm, f'--workdir={tmp_path}', override], check=False)
