@@ -65,9 +65,16 @@ def _load_digits(split: str, image_size: int, data_dir: str) -> ArrayDataset:
   return ArrayDataset(images=images, labels=labels, num_classes=10)
 
 
+def _load_ring8(split: str, image_size: int, data_dir: str) -> ArrayDataset:
+  """The 2-d ring of 8 Gaussians (GAN mode-collapse benchmark), see gen_jax.toy_data."""
+  from gen_jax import toy_data  # pylint: disable=g-import-not-at-top
+  return toy_data.load_ring8(split, image_size, data_dir)
+
+
 # Datasets that ship with the code (no download). Other families register theirs here.
 EMBEDDED_DATASETS: dict[str, Callable[[str, int, str], ArrayDataset]] = {
     'digits': _load_digits,
+    'ring8': _load_ring8,  # (N, 2) points, not images
 }
 
 

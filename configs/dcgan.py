@@ -1,0 +1,63 @@
+"""DCGAN (Radford et al. 2016) on the embedded digits at 16x16: digits in minutes on CPU
+(3000 steps, about 5 minutes on 2 cores).
+
+`get_gan_config()` holds every field of the GAN family (cgan.py, gan_ring.py and
+dcgan_cifar10.py start from it).
+"""
+
+import ml_collections
+
+from configs import base
+
+
+def get_gan_config() -> ml_collections.ConfigDict:
+  """The base blocks plus the GAN family's model and game blocks."""
+  config = base.get_base_config()
+  config.family = 'gan'
+  del config.optim.ema_decay  # the generator's EMA is gan.ema_decay.
+  config.optim.lr = 2e-4  # unused: each player has its own rate (gan.g_lr, gan.d_lr).
+  config.optim.b1 = 0.5  # Adam beta1 of both players (0.5 as in the DCGAN paper).
+  config.optim.warmup_steps = 0  # linear warmup of both players' rates.
+  config.optim.grad_clip = 0.0  # global-norm clipping of each player's gradient (0: off).
+
+  config.model = ml_collections.ConfigDict()
+  config.model.arch = 'dcgan'  # 'dcgan' (convolutional, images) or 'mlp' (2-d ring8 points).
+  config.model.z_dim = 64  # latent code size.
+  config.model.g_ch = 32  # G channels at half resolution; doubled at every coarser level.
+  config.model.d_ch = 32  # D channels of its first conv; doubled at every halving.
+  config.model.hidden = 128  # mlp: width of each hidden layer of both players.
+  config.model.layers = 3  # mlp: hidden layers of each player.
+  config.model.embed_dim = 16  # conditional G: class embedding concatenated to z.
+  config.model.bn_momentum = 0.9  # decay of G's BatchNorm running statistics (sampling).
+  config.model.init = 'dcgan'  # kernel init: 'dcgan' N(0,0.02), 'orthogonal' (BigGAN), 'lecun'.
+
+  config.gan = ml_collections.ConfigDict()
+  config.gan.loss = 'non_saturating'  # 'non_saturating', 'minimax' (saturating) or 'hinge'.
+  config.gan.d_steps = 1  # discriminator updates (fresh z each) before each G update.
+  config.gan.g_lr = 2e-4  # generator learning rate (TTUR: may differ from d_lr).
+  config.gan.d_lr = 2e-4  # discriminator learning rate.
+  config.gan.conditional = False  # class-conditional G (embedding) and D (projection).
+  config.gan.spectral_norm = False  # spectral normalisation of every D layer.
+  config.gan.r1_gamma = 0.0  # R1 penalty (gamma/2) E||grad_x D(x)||^2 on real data (0: off).
+  config.gan.ema_decay = 0.999  # EMA of G's weights, used for samples (0: the live G).
+  config.gan.truncation = 0.0  # sampling: resample |z_i| above this threshold (0: off).
+  config.gan.interp_steps = 10  # images per latent-interpolation strip.
+  config.gan.interp_rows = 8  # strips (pairs of end points) per interpolation PNG.
+
+  config.sampling.num_samples = 64  # samples per grid / npz / ring8 evaluation.
+  return config
+
+
+def get_config() -> ml_collections.ConfigDict:
+  config = get_gan_config()
+  config.data.image_size = 16
+  config.model.g_ch = 64  # 4x4x128 -> 8x8x64 -> 16x16x1; D: 16x16 -> 8x8x32 -> 4x4x64.
+  config.model.d_ch = 32
+  # R1 keeps the digits clean and varied; without it the samples are noisier.
+  config.gan.r1_gamma = 1.0
+  config.training.batch_size = 64
+  config.training.num_steps = 3000
+  config.training.log_every = 100
+  config.training.checkpoint_every = 1000
+  config.training.sample_every = 1000
+  return config

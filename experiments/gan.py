@@ -1,0 +1,348 @@
+"""The GAN family: DCGAN / conditional GAN on images, MLP GAN on the 2-d ring8 toy.
+
+One compiled, per-device step plays the game: `gan.d_steps` discriminator updates, each
+on fresh z, then one generator update, each player with its own optax optimizer and
+learning rate (TTUR). Both go through `train_state.gradient_update`, so gradients,
+metrics and non-trained state (G's BatchNorm statistics, D's spectral-norm vectors) are
+averaged over devices; BatchNorm itself averages its batch statistics over the `data`
+axis, so 8 devices train exactly like 1.
+
+State layout: params / opt_state = {'generator': ..., 'discriminator': ...};
+model_state = {'generator': {'batch_stats': ...}, 'discriminator': {'spectral': ...}}
+(entries only where a player has such variables); ema_params = the generator's EMA,
+which all samples and evaluations use (the live generator when gan.ema_decay = 0).
+
+Architectures (`model.arch`): 'dcgan' for images of side 4 * 2^k; 'mlp' for any data,
+and the only choice for `data.dataset='ring8'`, whose samples are (N, 2) points that
+`evaluate` scores for mode coverage (`gen_jax.toy_data.ring_metrics`).
+"""
+
+import functools
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from gen_jax import data
+from gen_jax import optim
+from gen_jax import parallel
+from gen_jax import toy_data
+from gen_jax import viz
+from gen_jax.diffusion.losses import per_example_keys
+from gen_jax.errors import UserError
+from gen_jax.models import dcgan
+from gen_jax.objectives import gan
+from gen_jax.train_state import TrainState, ema_update, gradient_update
+
+PLAYERS = ('generator', 'discriminator')
+
+
+def validate(config) -> None:
+  """One-line errors for the family's own blocks (`runner` checks training / sampling)."""
+  g, m, t = config.gan, config.model, config.training
+  size = config.data.image_size
+  checks = [
+      (g.loss in gan.LOSSES, f'gan.loss must be one of {gan.LOSSES}, not {g.loss!r}'),
+      (g.d_steps >= 1, f'gan.d_steps must be >= 1, not {g.d_steps}'),
+      (g.g_lr > 0 and g.d_lr > 0, f'gan.g_lr and gan.d_lr must be positive, not '
+       f'{g.g_lr} and {g.d_lr}'),
+      (g.r1_gamma >= 0, f'gan.r1_gamma must be >= 0, not {g.r1_gamma}'),
+      (0 <= g.ema_decay < 1, f'gan.ema_decay must be in [0, 1), not {g.ema_decay}'),
+      (g.truncation >= 0, f'gan.truncation must be >= 0 (0: off), not {g.truncation}'),
+      (g.interp_steps >= 2, f'gan.interp_steps must be >= 2, not {g.interp_steps}'),
+      (g.interp_rows >= 1, f'gan.interp_rows must be >= 1, not {g.interp_rows}'),
+      (m.arch in ('dcgan', 'mlp'), f"model.arch must be 'dcgan' or 'mlp', not {m.arch!r}"),
+      (m.init in dcgan.INITS, f'model.init must be one of {dcgan.INITS}, not {m.init!r}'),
+      (min(m.z_dim, m.g_ch, m.d_ch, m.hidden, m.layers, m.embed_dim) >= 1,
+       'model.z_dim, g_ch, d_ch, hidden, layers and embed_dim must be positive'),
+      (config.data.dataset != 'ring8' or m.arch == 'mlp',
+       "data.dataset='ring8' holds 2-d points: set model.arch='mlp'"),
+      (m.arch != 'dcgan' or (size >= 8 and 4 * 2 ** round(np.log2(size / 4)) == size),
+       f"data.image_size={size} must be 4 * 2^k (8, 16, 32, 64, ...) for model.arch='dcgan'"),
+      (t.eval_every == 0 or config.data.dataset == 'ring8',
+       "training.eval_every scores mode coverage of data.dataset='ring8' only; set it to 0"),
+  ]
+  for ok, message in checks:
+    if not ok:
+      raise UserError(message + '.')
+
+
+def sample_latents(rng: jax.Array, num: int, z_dim: int, truncation: float = 0.0,
+                   start: int = 0) -> np.ndarray:
+  """Latent codes z_i ~ N(0, I) for i = start..start+num-1, each from fold_in(rng, i).
+
+  With `truncation` > 0 (the BigGAN truncation trick), every coordinate with
+  |z| > truncation is redrawn until it is not; that is the standard normal conditioned
+  on [-truncation, truncation], which `jax.random.truncated_normal` samples directly.
+
+  Returns:
+    (num, z_dim) float32.
+  """
+  keys = per_example_keys(rng, jnp.arange(start, start + num))  # (num,) keys
+  if truncation > 0:
+    draw = lambda k: jax.random.truncated_normal(k, -truncation, truncation, (z_dim,))
+  else:
+    draw = lambda k: jax.random.normal(k, (z_dim,))
+  return np.asarray(jax.vmap(draw)(keys), np.float32)
+
+
+def _apply(module, params, state: dict, update: bool, *args, **kwargs):
+  """module.apply -> (output, state), the state's collections updated when `update`."""
+  variables = {'params': params, **state}
+  if update and state:
+    output, new_state = module.apply(variables, *args, mutable=list(state), **kwargs)
+    return output, dict(new_state)
+  return module.apply(variables, *args, **kwargs), state
+
+
+class GANExperiment:
+  """Builds both players, their optimizers, the alternating step, samples and metrics."""
+
+  def __init__(self, config, mesh):
+    validate(config)
+    self.config = config
+    self.mesh = mesh
+    parallel.check_divisible(config.training.batch_size, 'training.batch_size', mesh)
+    self._train_data = data.load_dataset(config.data, config.data.train_split)
+    self.sample_shape = self._train_data.images.shape[1:]  # (H, W, C) or (2,)
+    self.is_points = config.data.dataset == 'ring8'
+    g, m = config.gan, config.model
+    self.num_classes = self._train_data.num_classes if g.conditional else 0
+    if g.conditional and self.num_classes < 2:
+      raise UserError(f'gan.conditional needs a labelled dataset; {config.data.dataset!r} '
+                      f'has {self._train_data.num_classes} classes.')
+    if g.conditional and config.sampling.num_samples < self.num_classes:
+      raise UserError(f'sampling.num_samples={config.sampling.num_samples} must be at least '
+                      f'the {self.num_classes} classes (balanced samples).')
+    if m.arch == 'dcgan':
+      if len(self.sample_shape) != 3:
+        raise UserError(f"model.arch='dcgan' needs images; {config.data.dataset!r} has "
+                        f"samples of shape {self.sample_shape}.")
+      self.generator = dcgan.DCGANGenerator(
+          image_size=self.sample_shape[0], channels=self.sample_shape[-1], ch=m.g_ch,
+          num_classes=self.num_classes, embed_dim=m.embed_dim, bn_momentum=m.bn_momentum,
+          axis_name=parallel.DATA_AXIS, init_scheme=m.init)
+      self.discriminator = dcgan.DCGANDiscriminator(
+          image_size=self.sample_shape[0], ch=m.d_ch, num_classes=self.num_classes,
+          spectral_norm=g.spectral_norm, init_scheme=m.init)
+    else:
+      self.generator = dcgan.MLPGenerator(
+          out_shape=tuple(self.sample_shape), hidden=m.hidden, layers=m.layers,
+          num_classes=self.num_classes, embed_dim=m.embed_dim,
+          tanh=not self.is_points, init_scheme=m.init)
+      self.discriminator = dcgan.MLPDiscriminator(
+          hidden=m.hidden, layers=m.layers, num_classes=self.num_classes,
+          spectral_norm=g.spectral_norm, init_scheme=m.init)
+    steps = config.training.num_steps
+    self.g_optimizer, self.g_schedule = optim.make_optimizer(config.optim, steps, lr=g.g_lr)
+    self.d_optimizer, self.d_schedule = optim.make_optimizer(config.optim, steps, lr=g.d_lr)
+    self.d_loss_fn = gan.make_discriminator_loss(self._discriminate, g.loss, g.r1_gamma)
+
+  # --- the players --------------------------------------------------------------------
+  def _class_weights(self, labels: jax.Array) -> jax.Array:
+    """(B,) labels -> (B, K) one-hot rows (K = 1, unused, for unconditional models)."""
+    return jax.nn.one_hot(labels, max(self.num_classes, 1))
+
+  def _generate(self, params, state, z, class_weights, train: bool):
+    """G(z, y) -> (samples, new state); BatchNorm uses batch statistics when training."""
+    return _apply(self.generator, params, state, train, z, class_weights, train=train)
+
+  def _discriminate(self, params, state, x, class_weights, update_stats: bool):
+    """D(x, y) -> (logits (B,), new state); power iteration advances with update_stats."""
+    return _apply(self.discriminator, params, state, update_stats, x, class_weights,
+                  update_stats=update_stats)
+
+  def _latents(self, rng, index):
+    """Per-example z (B, Z) from each example's global batch position (device-count free)."""
+    keys = per_example_keys(rng, index)
+    return jax.vmap(lambda k: jax.random.normal(k, (self.config.model.z_dim,)))(keys)
+
+  def init_state(self, rng) -> TrainState:
+    cw = self._class_weights(jnp.zeros((1,), jnp.int32))
+    z = jnp.zeros((1, self.config.model.z_dim), jnp.float32)
+    g_vars = self.generator.init(jax.random.fold_in(rng, 0), z, cw, train=False)
+    x = jnp.zeros((1,) + tuple(self.sample_shape), jnp.float32)
+    d_vars = self.discriminator.init(jax.random.fold_in(rng, 1), x, cw, update_stats=False)
+    params = {'generator': g_vars['params'], 'discriminator': d_vars['params']}
+    model_state = {name: {k: v for k, v in variables.items() if k != 'params'}
+                   for name, variables in zip(PLAYERS, (g_vars, d_vars))}
+    return TrainState(
+        step=jnp.zeros((), jnp.int32), rng=rng, params=params,
+        opt_state={'generator': self.g_optimizer.init(params['generator']),
+                   'discriminator': self.d_optimizer.init(params['discriminator'])},
+        ema_params=params['generator'],
+        model_state={name: s for name, s in model_state.items() if s})
+
+  # --- training -----------------------------------------------------------------------
+  def train_batches(self):
+    return data.BatchSource(self._train_data, self.config.training.batch_size,
+                            self.config.seed, jax.process_index(), jax.process_count(),
+                            self.config.data.random_flip)
+
+  def discriminator_step(self, state: TrainState, batch, rng):
+    """One D update on the real batch and fakes from fresh z; G is untouched (per device).
+
+    Returns:
+      (state, metrics of `gan.make_discriminator_loss` plus loss and grad_norm).
+    """
+    g_state = state.model_state.get('generator', {})
+    class_weights = self._class_weights(batch['label'])  # fakes get the real batch's labels
+    fake, _ = self._generate(state.params['generator'], g_state,
+                             self._latents(rng, batch['index']), class_weights, True)
+    d_batch = {'image': batch['image'], 'fake': fake, 'class_weights': class_weights,
+               'fake_class_weights': class_weights}
+    params, opt_state, metrics, d_state = gradient_update(
+        self.d_loss_fn, self.d_optimizer, state.params['discriminator'],
+        state.opt_state['discriminator'], d_batch, rng, has_state=True,
+        model_state=state.model_state.get('discriminator', {}))
+    return self._replace_player(state, 'discriminator', params, opt_state, d_state), metrics
+
+  def generator_step(self, state: TrainState, batch, rng):
+    """One G update against the current D, on fresh z; D is untouched (per device).
+
+    Returns:
+      (state, metrics: g_loss, loss, grad_norm).
+    """
+    g_loss_fn = gan.make_generator_loss(
+        self._generate, self._discriminate, state.params['discriminator'],
+        state.model_state.get('discriminator', {}), self.config.gan.loss)
+    g_batch = {'z': self._latents(rng, batch['index']),
+               'fake_class_weights': self._class_weights(batch['label'])}
+    params, opt_state, metrics, g_state = gradient_update(
+        g_loss_fn, self.g_optimizer, state.params['generator'], state.opt_state['generator'],
+        g_batch, rng, has_state=True, model_state=state.model_state.get('generator', {}))
+    return self._replace_player(state, 'generator', params, opt_state, g_state), metrics
+
+  @staticmethod
+  def _replace_player(state: TrainState, player: str, params, opt_state, model_state):
+    """`state` with one player's params, optimizer state and model state replaced."""
+    others = {k: v for k, v in state.model_state.items() if k != player}
+    return state.replace(params={**state.params, player: params},
+                         opt_state={**state.opt_state, player: opt_state},
+                         model_state={**others, **({player: model_state} if model_state else {})})
+
+  def train_step(self, state: TrainState, batch, rng):
+    """gan.d_steps D updates (fresh z each), then one G update, then G's EMA; per device."""
+    cfg = self.config.gan
+    step = state.step
+    for i in range(cfg.d_steps):
+      state, d_metrics = self.discriminator_step(state, batch, jax.random.fold_in(rng, i))
+    state, g_metrics = self.generator_step(state, batch, jax.random.fold_in(rng, cfg.d_steps))
+    ema = ema_update(state.ema_params, state.params['generator'], cfg.ema_decay, step)
+    metrics = {
+        'loss': d_metrics['d_loss'] + g_metrics['g_loss'],  # watched for non-finite values
+        'grad_norm': jnp.hypot(d_metrics['grad_norm'], g_metrics['grad_norm']),
+        'd_loss': d_metrics['d_loss'], 'g_loss': g_metrics['g_loss'],
+        'd_real': d_metrics['d_real'], 'd_fake': d_metrics['d_fake'],
+        'd_grad_norm': d_metrics['grad_norm'], 'g_grad_norm': g_metrics['grad_norm'],
+        'g_lr': self.g_schedule(step), 'd_lr': self.d_schedule(step)}
+    if cfg.r1_gamma > 0:
+      metrics['r1'] = d_metrics['r1']
+    return state.replace(ema_params=ema), metrics
+
+  # --- sampling -----------------------------------------------------------------------
+  @functools.cached_property
+  def _generate_fn(self):
+    """jit(shard_map(G in inference mode)) over z and class weights split by device."""
+
+    def per_device(params, g_state, z, class_weights):
+      return self._generate(params, g_state, z, class_weights, train=False)[0]
+
+    return parallel.map_per_device(
+        per_device, self.mesh,
+        in_specs=(parallel.REPLICATED, parallel.REPLICATED, parallel.SHARDED, parallel.SHARDED),
+        out_specs=parallel.SHARDED)
+
+  def _shard(self, x: np.ndarray) -> jax.Array:
+    """A host array (the same on every process) split over the devices along axis 0."""
+    return jax.make_array_from_callback(x.shape, parallel.batch_sharded(self.mesh),
+                                        lambda idx: x[idx])
+
+  def generate(self, state: TrainState, z: np.ndarray, class_weights: np.ndarray) -> np.ndarray:
+    """Samples of the EMA generator (N, ...) for z (N, Z) and class weights (N, K).
+
+    Any N: the inputs are padded to a multiple of the device count. All processes call it.
+    """
+    n, pad = len(z), (-len(z)) % self.mesh.devices.size
+    z = np.concatenate([z, np.zeros((pad,) + z.shape[1:], z.dtype)]).astype(np.float32)
+    class_weights = np.concatenate(
+        [class_weights, np.zeros((pad,) + class_weights.shape[1:])]).astype(np.float32)
+    samples = self._generate_fn(state.ema_params, state.model_state.get('generator', {}),
+                                self._shard(z), self._shard(class_weights))
+    return np.asarray(parallel.global_to_host(samples))[:n]
+
+  def _latents_for_samples(self, rng, num: int) -> np.ndarray:
+    return sample_latents(rng, num, self.config.model.z_dim, self.config.gan.truncation)
+
+  def sample_balanced(self, state: TrainState, num: int, rng) -> tuple[np.ndarray, np.ndarray]:
+    """num samples and their labels (i mod K: classes balanced; zeros if unconditional)."""
+    labels = np.arange(num) % max(self.num_classes, 1)
+    samples = self.generate(state, self._latents_for_samples(rng, num),
+                            np.asarray(self._class_weights(labels)))
+    return samples, labels.astype(np.int32)
+
+  def _interpolations(self, state: TrainState, rng) -> dict[str, np.ndarray]:
+    """Strips (rows * steps, H, W, C): 'linear' and 'spherical' between random latents
+    (row r of a conditional model shows class r mod K), and for a conditional model
+    'class': from class r to class r+1 (mod K) at a fixed z per row."""
+    rows, steps = self.config.gan.interp_rows, self.config.gan.interp_steps
+    ends = self._latents_for_samples(rng, 2 * rows)  # (2 rows, Z)
+    labels = np.repeat(np.arange(rows) % max(self.num_classes, 1), steps)  # (rows * steps,)
+    class_weights = np.asarray(self._class_weights(labels))
+    strips = {}
+    for name, spherical in (('linear', False), ('spherical', True)):
+      z = viz.interpolate(ends[:rows], ends[rows:], steps, spherical).reshape(rows * steps, -1)
+      strips[name] = self.generate(state, z, class_weights)
+    if self.num_classes:
+      onehot = np.eye(self.num_classes, dtype=np.float32)
+      first = np.arange(rows) % self.num_classes
+      mix = viz.interpolate(onehot[first], onehot[(first + 1) % self.num_classes], steps)
+      z = np.repeat(ends[:rows], steps, axis=0)  # (rows * steps, Z): fixed along a row
+      strips['class'] = self.generate(state, z, mix.reshape(rows * steps, -1))
+    return strips
+
+  def write_samples(self, state: TrainState, step: int, workdir: str, prefix: str) -> list:
+    """Samples of the EMA generator: a grid (one row a class if conditional) or, for
+    ring8, a scatter over the modes; interpolation strips; an .npz of
+    sampling.num_samples samples (and their labels). Process 0 writes."""
+    rng = jax.random.fold_in(jax.random.fold_in(state.rng, step), 1)  # not a training key
+    samples, labels = self.sample_balanced(state, self.config.sampling.num_samples,
+                                           jax.random.fold_in(rng, 0))
+    strips = {} if self.is_points else self._interpolations(state, jax.random.fold_in(rng, 1))
+    samples_dir = os.path.join(workdir, 'samples')
+    base = os.path.join(samples_dir, f'{prefix}_step{step:07d}')
+    written = [base + '.png', base + '.npz']
+    written += [os.path.join(samples_dir, f'interp_{name}_{prefix}_step{step:07d}.png')
+                for name in strips]
+    if jax.process_index() != 0:
+      return written
+    if self.is_points:
+      metrics = toy_data.ring_metrics(samples)
+      viz.save_points_scatter(
+          base + '.png', samples, toy_data.ring_modes(), 3 * toy_data.RING_STD,
+          title=f'step {step}: {metrics["modes_covered"]:.0f}/8 modes, '
+          f'{100 * metrics["high_quality_fraction"]:.0f}% high quality')
+      np.savez_compressed(base + '.npz', points=samples.astype(np.float32), labels=labels)
+    else:
+      if self.num_classes:  # row c: the first samples of class c
+        per_class = len(samples) // self.num_classes
+        order = np.concatenate([np.flatnonzero(labels == c)[:per_class]
+                                for c in range(self.num_classes)])
+        viz.save_grid(base + '.png', samples[order], ncols=per_class)
+      else:
+        viz.save_grid(base + '.png', samples)
+      np.savez_compressed(base + '.npz', images=samples.astype(np.float32),
+                          **({'labels': labels} if self.num_classes else {}))
+      for (name, strip), path in zip(strips.items(), written[2:]):
+        viz.save_grid(path, strip, ncols=self.config.gan.interp_steps)
+    print(f'wrote {base}.png ({len(samples)} samples)', flush=True)
+    return written
+
+  # --- evaluation ---------------------------------------------------------------------
+  def evaluate(self, state: TrainState, step: int) -> dict[str, float]:
+    """ring8: eval/modes_covered (of 8), eval/high_quality_fraction (within 3 std of a
+    mode) and eval/largest_mode_fraction of sampling.num_samples EMA samples."""
+    rng = jax.random.fold_in(jax.random.fold_in(state.rng, step), 2)
+    points, _ = self.sample_balanced(state, self.config.sampling.num_samples, rng)
+    return {f'eval/{k}': v for k, v in toy_data.ring_metrics(points).items()}

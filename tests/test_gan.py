@@ -1,0 +1,170 @@
+"""GAN family units: losses against their formulas, which player a step moves, spectral
+norm, truncation, interpolation, R1, and the ring8 metrics."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from configs import dcgan as dcgan_config
+from experiments import gan as gan_experiment
+from gen_jax import parallel
+from gen_jax import toy_data
+from gen_jax import viz
+from gen_jax.models import dcgan
+from gen_jax.objectives import gan
+
+REAL = np.array([-3.0, -0.5, 0.0, 0.7, 4.0], np.float32)
+FAKE = np.array([-2.0, -0.1, 0.3, 1.5, 6.0], np.float32)
+
+
+def _sigmoid(x):
+  return 1.0 / (1.0 + np.exp(-x.astype(np.float64)))
+
+
+@pytest.mark.parametrize('loss', ['minimax', 'non_saturating'])
+def test_discriminator_loss_is_minus_the_game_value(loss):
+  want = -np.mean(np.log(_sigmoid(REAL))) - np.mean(np.log(1 - _sigmoid(FAKE)))
+  np.testing.assert_allclose(gan.discriminator_loss(REAL, FAKE, loss), want, rtol=1e-5)
+
+
+def test_generator_losses_match_their_formulas():
+  d_fake = _sigmoid(FAKE)
+  # The lecture's minimax (saturating) generator loss, exactly: E[log(1 - D(G(z)))].
+  np.testing.assert_allclose(gan.generator_loss(FAKE, 'minimax'), np.mean(np.log(1 - d_fake)),
+                             rtol=1e-5)
+  np.testing.assert_allclose(gan.generator_loss(FAKE, 'non_saturating'),
+                             -np.mean(np.log(d_fake)), rtol=1e-5)
+  np.testing.assert_allclose(gan.generator_loss(FAKE, 'hinge'), -np.mean(FAKE), rtol=1e-6)
+
+
+def test_hinge_discriminator_loss():
+  want = np.mean(np.maximum(0, 1 - REAL)) + np.mean(np.maximum(0, 1 + FAKE))
+  np.testing.assert_allclose(gan.discriminator_loss(REAL, FAKE, 'hinge'), want, rtol=1e-6)
+
+
+def test_saturating_loss_gives_vanishing_gradient_where_d_rejects_fakes():
+  """The reason for the non-saturating default: for a confidently rejected fake
+  (logit -8) d/dl log(1 - sigmoid(l)) is ~3e-4, while -log sigmoid(l) has slope ~1."""
+  logit = jnp.array([-8.0])
+  saturating = jax.grad(lambda l: gan.generator_loss(l, 'minimax'))(logit)
+  non_saturating = jax.grad(lambda l: gan.generator_loss(l, 'non_saturating'))(logit)
+  assert abs(float(saturating[0])) < 1e-3 < 0.9 < abs(float(non_saturating[0]))
+
+
+def test_r1_penalty_of_a_linear_discriminator_is_its_squared_weight_norm():
+  w = jnp.array([[1.0, -2.0], [0.5, 3.0]])  # logit = <w, x>, so grad_x = w for every x
+  discriminate = lambda params, state, x, cw, update: (jnp.sum(x * params, (1, 2)), state)
+  loss_fn = gan.make_discriminator_loss(discriminate, 'non_saturating', r1_gamma=2.0)
+  batch = {'image': jnp.ones((3, 2, 2)), 'fake': jnp.zeros((3, 2, 2))}
+  total, (metrics, _) = loss_fn(w, {}, batch, None)
+  np.testing.assert_allclose(metrics['r1'], np.sum(np.square(w)), rtol=1e-6)
+  np.testing.assert_allclose(total, metrics['d_loss'] + 0.5 * 2.0 * metrics['r1'], rtol=1e-6)
+
+
+def _tiny_config(**gan_fields):
+  config = dcgan_config.get_config()
+  config.data.image_size = 8
+  config.model.z_dim, config.model.g_ch, config.model.d_ch = 8, 8, 8
+  config.training.batch_size = 8
+  for key, value in gan_fields.items():
+    config.gan[key] = value
+  return config
+
+
+@pytest.mark.parametrize('gan_fields', [{}, {'conditional': True, 'spectral_norm': True,
+                                             'r1_gamma': 1.0}])
+def test_d_step_moves_only_d_and_g_step_only_g(gan_fields):
+  mesh = parallel.make_mesh()
+  exp = gan_experiment.GANExperiment(_tiny_config(**gan_fields), mesh)
+  state = jax.jit(exp.init_state)(jax.random.PRNGKey(0))
+  batch = parallel.host_local_to_global(exp.train_batches().batch(0), mesh)
+
+  def run(step_fn):
+    mapped = parallel.map_per_device(
+        lambda s, b: step_fn(s, b, jax.random.PRNGKey(1))[0], mesh,
+        in_specs=(parallel.REPLICATED, parallel.SHARDED), out_specs=parallel.REPLICATED)
+    return mapped(state, batch)
+
+  def changed(a, b):
+    return any(jax.tree.leaves(jax.tree.map(lambda x, y: bool(np.any(x != y)), a, b)))
+
+  for step_fn, moved, fixed in ((exp.discriminator_step, 'discriminator', 'generator'),
+                                (exp.generator_step, 'generator', 'discriminator')):
+    new = run(step_fn)
+    assert changed(state.params[moved], new.params[moved]), moved
+    assert not changed(state.params[fixed], new.params[fixed]), fixed
+    assert not changed(state.opt_state[fixed], new.opt_state[fixed]), fixed
+    if fixed in state.model_state:
+      assert not changed(state.model_state[fixed], new.model_state[fixed]), fixed
+
+
+@pytest.mark.parametrize('module,x', [
+    (dcgan.MLPDiscriminator(hidden=16, layers=2, spectral_norm=True), np.ones((4, 5))),
+    (dcgan.DCGANDiscriminator(image_size=8, ch=4, spectral_norm=True), np.ones((4, 8, 8, 3))),
+])
+def test_spectral_norm_power_iteration_finds_the_largest_singular_value(module, x):
+  variables = module.init(jax.random.PRNGKey(0), jnp.asarray(x), update_stats=False)
+  apply = jax.jit(lambda v: module.apply(v, jnp.asarray(x), update_stats=True,
+                                         mutable=[dcgan.SPECTRAL])[1])
+  for _ in range(50):  # one power-iteration step per call, as in training
+    variables = {**variables, **apply(variables)}
+  sigmas = {path.split('/')[-3]: value for path, value in _flat(variables[dcgan.SPECTRAL])
+            if path.endswith('sigma')}
+  assert len(sigmas) == len(variables['params'])
+  for name, sigma in sigmas.items():
+    kernel = np.asarray(variables['params'][name]['kernel'])
+    largest = np.linalg.svd(kernel.reshape(-1, kernel.shape[-1]), compute_uv=False)[0]
+    # The layer uses kernel / sigma, whose largest singular value is therefore ~1.
+    np.testing.assert_allclose(largest / float(sigma), 1.0, rtol=1e-3, err_msg=name)
+
+
+def _flat(tree):
+  flat, _ = jax.tree_util.tree_flatten_with_path(tree)
+  return [('/'.join(str(getattr(k, 'key', k)) for k in path), leaf) for path, leaf in flat]
+
+
+def test_truncation_keeps_every_coordinate_under_the_threshold():
+  z = gan_experiment.sample_latents(jax.random.PRNGKey(0), 500, 16, truncation=0.5)
+  assert z.shape == (500, 16) and np.abs(z).max() <= 0.5
+  assert np.std(z) > 0.2  # still spread over the interval
+  plain = gan_experiment.sample_latents(jax.random.PRNGKey(0), 500, 16)
+  assert np.abs(plain).max() > 2.5
+  # Per-index keys: the first samples do not depend on how many are drawn.
+  np.testing.assert_array_equal(plain[:10],
+                                gan_experiment.sample_latents(jax.random.PRNGKey(0), 10, 16))
+
+
+def test_spherical_interpolation_keeps_the_norm():
+  rng = np.random.default_rng(0)
+  z0, z1 = rng.standard_normal((2, 3, 64))
+  z1 *= np.linalg.norm(z0, axis=-1, keepdims=True) / np.linalg.norm(z1, axis=-1, keepdims=True)
+  path = viz.interpolate(z0, z1, 9, spherical=True)  # (3, 9, 64)
+  np.testing.assert_allclose(path[:, 0], z0, rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(path[:, -1], z1, rtol=1e-5, atol=1e-6)
+  norms = np.linalg.norm(path, axis=-1)
+  np.testing.assert_allclose(norms, np.repeat(norms[:, :1], 9, axis=1), rtol=1e-5)
+  # A straight line cuts through the middle: its midpoint is shorter (~1/sqrt(2)).
+  linear = viz.interpolate(z0, z1, 9)
+  assert np.all(np.linalg.norm(linear[:, 4], axis=-1) < 0.85 * norms[:, 4])
+
+
+def test_ring8_metrics_on_hand_made_points():
+  modes = toy_data.ring_modes()
+  rng = np.random.default_rng(0)
+  everywhere = np.repeat(modes, 100, axis=0) + 0.01 * rng.standard_normal((800, 2))
+  m = toy_data.ring_metrics(everywhere)
+  assert m['modes_covered'] == 8 and m['high_quality_fraction'] == 1.0
+  assert m['largest_mode_fraction'] == pytest.approx(1 / 8)
+  collapsed = modes[3] + 0.01 * rng.standard_normal((800, 2))
+  m = toy_data.ring_metrics(collapsed)
+  assert m['modes_covered'] == 1 and m['high_quality_fraction'] == 1.0
+  assert m['largest_mode_fraction'] == 1.0
+  blurred = np.concatenate([everywhere[:400], np.zeros((400, 2))])  # half at the centre
+  m = toy_data.ring_metrics(blurred)
+  assert m['modes_covered'] == 4 and m['high_quality_fraction'] == 0.5
+  # The data themselves: 8 modes, P(|noise| < 3 std) = 1 - exp(-9/2) = 0.989 in 2-d.
+  test = toy_data.load_ring8('test')
+  m = toy_data.ring_metrics(test.images)
+  assert test.images.shape == (2000, 2) and m['modes_covered'] == 8
+  assert m['high_quality_fraction'] == pytest.approx(0.989, abs=0.01)
