@@ -24,9 +24,7 @@ class SingleNetworkExperiment:
                       opt_state=self.optimizer.init(params), ema_params=params)
 
   def train_batches(self) -> data.BatchSource:
-    return data.BatchSource(self._train_data, self.config.training.batch_size,
-                            self.config.seed, jax.process_index(), jax.process_count(),
-                            self.config.data.random_flip)
+    return data.train_source(self._train_data, self.config)
 
   def train_step(self, state: TrainState, batch, rng):
     """Per device: one `gradient_update`, the EMA, and the learning rate as a metric."""

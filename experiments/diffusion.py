@@ -153,9 +153,7 @@ class DiffusionExperiment(base.SingleNetworkExperiment):
     """num_samples samples (N, H, W, C) of the data space, split over all devices."""
     labels = self.sample_labels(num_samples) if labels is None else labels
     rng = parallel.replicate(jax.device_get(rng), self.mesh)
-    labels = parallel.host_local_to_global(
-        np.asarray(labels, np.int32).reshape(jax.process_count(), -1)[jax.process_index()],
-        self.mesh)
+    labels = parallel.shard_host_array(np.asarray(labels, np.int32), self.mesh)
     samples = self._sampler(num_samples)(params, rng, labels)
     return parallel.global_to_host(samples)
 

@@ -29,7 +29,7 @@ from gen_jax import optim
 from gen_jax import parallel
 from gen_jax import toy_data
 from gen_jax import viz
-from gen_jax.diffusion.losses import per_example_keys
+from gen_jax.parallel import per_example_keys
 from gen_jax.errors import UserError
 from gen_jax.models import dcgan
 from gen_jax.objectives import gan
@@ -176,9 +176,7 @@ class GANExperiment:
 
   # --- training -----------------------------------------------------------------------
   def train_batches(self):
-    return data.BatchSource(self._train_data, self.config.training.batch_size,
-                            self.config.seed, jax.process_index(), jax.process_count(),
-                            self.config.data.random_flip)
+    return data.train_source(self._train_data, self.config)
 
   def discriminator_step(self, state: TrainState, batch, rng):
     """One D update on the real batch and fakes from fresh z; G is untouched (per device).
@@ -254,11 +252,6 @@ class GANExperiment:
         in_specs=(parallel.REPLICATED, parallel.REPLICATED, parallel.SHARDED, parallel.SHARDED),
         out_specs=parallel.SHARDED)
 
-  def _shard(self, x: np.ndarray) -> jax.Array:
-    """A host array (the same on every process) split over the devices along axis 0."""
-    return jax.make_array_from_callback(x.shape, parallel.batch_sharded(self.mesh),
-                                        lambda idx: x[idx])
-
   def generate(self, state: TrainState, z: np.ndarray, class_weights: np.ndarray) -> np.ndarray:
     """Samples of the EMA generator (N, ...) for z (N, Z) and class weights (N, K).
 
@@ -269,7 +262,8 @@ class GANExperiment:
     class_weights = np.concatenate(
         [class_weights, np.zeros((pad,) + class_weights.shape[1:])]).astype(np.float32)
     samples = self._generate_fn(state.ema_params, state.model_state.get('generator', {}),
-                                self._shard(z), self._shard(class_weights))
+                                parallel.shard_host_array(z, self.mesh),
+                                parallel.shard_host_array(class_weights, self.mesh))
     return np.asarray(parallel.global_to_host(samples))[:n]
 
   def _latents_for_samples(self, rng, num: int) -> np.ndarray:

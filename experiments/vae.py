@@ -24,7 +24,7 @@ from gen_jax import data
 from gen_jax import optim
 from gen_jax import parallel
 from gen_jax import viz
-from gen_jax.diffusion.losses import per_example_keys
+from gen_jax.parallel import per_example_keys
 from gen_jax.errors import UserError
 from gen_jax.models.vae import VAE
 from gen_jax.objectives import vae as objectives
@@ -152,11 +152,8 @@ class VAEExperiment(base.SingleNetworkExperiment):
     """
     n, devices = len(arrays[0]), self.mesh.devices.size
     padded = -(-max(n, size) // devices) * devices  # rows repeat the last one
-    local = padded // jax.process_count()
-    start = jax.process_index() * local
-    shards = [parallel.host_local_to_global(
-        np.concatenate([a, np.repeat(a[-1:], padded - n, axis=0)])[start:start + local],
-        self.mesh) for a in arrays]
+    shards = [parallel.shard_host_array(np.concatenate([a, np.repeat(a[-1:], padded - n, axis=0)]),
+                                        self.mesh) for a in arrays]
     out = parallel.global_to_host(self._mapped(fn, len(arrays))(params, *shards))
     return jax.tree.map(lambda x: np.asarray(x)[:n], out)
 

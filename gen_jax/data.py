@@ -138,6 +138,13 @@ def load_dataset(data_config, split: str) -> ArrayDataset:
   return dataset
 
 
+def train_source(dataset: ArrayDataset, config) -> 'BatchSource':
+  """The training batch order of a run: its global batch, seed, flips, this process."""
+  import jax  # pylint: disable=g-import-not-at-top
+  return BatchSource(dataset, config.training.batch_size, config.seed, jax.process_index(),
+                     jax.process_count(), config.data.random_flip)
+
+
 class BatchSource:
   """The deterministic global batch order, sliced to this process.
 

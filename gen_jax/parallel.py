@@ -155,6 +155,18 @@ def as_varying(tree: Any) -> Any:
   return jax.tree.map(lambda x: lax.pcast(x, DATA_AXIS, to='varying'), tree)
 
 
+def shard_host_array(x: np.ndarray, mesh) -> jax.Array:
+  """A host array that is the same on every process, split over the devices along axis 0."""
+  x = np.asarray(x)
+  return jax.make_array_from_callback(x.shape, batch_sharded(mesh), lambda idx: x[idx])
+
+
+def per_example_keys(rng: jax.Array, index: jax.Array) -> jax.Array:
+  """One key per example, fold_in(rng, index): draws keyed by an example's position in
+  the global batch do not depend on how the batch is split over devices.  index: (B,)."""
+  return jax.vmap(jax.random.fold_in, in_axes=(None, 0))(rng, index)
+
+
 def device_rng(rng: jax.Array) -> jax.Array:
   """Folds the device's position on the data axis into a (replicated) key."""
   return jax.random.fold_in(rng, lax.axis_index(DATA_AXIS))

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from gen_jax.diffusion import guidance
+from gen_jax import parallel
 from gen_jax.diffusion import losses
 from gen_jax.diffusion import samplers
 from gen_jax.diffusion import schedules
@@ -56,7 +57,7 @@ def test_guidance_calls_the_network_once_per_step_on_a_doubled_batch():
 
 
 def test_label_dropout_rate_matches_the_config():
-  keys = losses.per_example_keys(jax.random.PRNGKey(0), jnp.arange(20000))
+  keys = parallel.per_example_keys(jax.random.PRNGKey(0), jnp.arange(20000))
   labels = jnp.full((20000,), 3)
   dropped = guidance.drop_labels(labels, keys, 0.1, NULL)
   rate = float(jnp.mean(dropped == NULL))
@@ -66,7 +67,7 @@ def test_label_dropout_rate_matches_the_config():
 
 
 def test_null_class_never_leaks_without_dropout():
-  keys = losses.per_example_keys(jax.random.PRNGKey(0), jnp.arange(5000))
+  keys = parallel.per_example_keys(jax.random.PRNGKey(0), jnp.arange(5000))
   labels = jnp.arange(5000) % 10
   np.testing.assert_array_equal(guidance.drop_labels(labels, keys, 0.0, NULL), labels)
 

@@ -19,7 +19,7 @@ def drop_labels(labels: jax.Array, keys: jax.Array, drop_prob: float,
 
   Args:
     labels: (B,) int class labels.
-    keys: (B,) per-example keys (see `losses.per_example_keys`).
+    keys: (B,) per-example keys (see `parallel.per_example_keys`).
     drop_prob: probability of dropping a label; 0 never drops.
     null_label: the label that means "no class".
   Returns:

@@ -5,6 +5,7 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 
+from gen_jax import parallel
 from gen_jax.diffusion import guidance
 from gen_jax.diffusion import schedules
 
@@ -42,7 +43,7 @@ def make_diffusion_loss(model_fn: ModelFn, schedule: schedules.Schedule,
 
   def loss_fn(params, batch, rng):
     x0 = batch['image']  # (B, H, W, C)
-    keys = per_example_keys(rng, batch['index'])  # (B,) keys
+    keys = parallel.per_example_keys(rng, batch['index'])  # (B,) keys
     t = jax.vmap(lambda k: jax.random.randint(jax.random.fold_in(k, 0), (), 0,
                                               schedule.num_timesteps))(keys)  # (B,)
     noise = jax.vmap(lambda k: jax.random.normal(jax.random.fold_in(k, 1), x0.shape[1:],
@@ -67,11 +68,6 @@ def make_diffusion_loss(model_fn: ModelFn, schedule: schedules.Schedule,
     return loss, metrics
 
   return loss_fn
-
-
-def per_example_keys(rng: jax.Array, index: jax.Array) -> jax.Array:
-  """One key per example, from its position in the global batch.  index: (B,)."""
-  return jax.vmap(jax.random.fold_in, in_axes=(None, 0))(rng, index)
 
 
 def finalize_quarter_metrics(metrics: dict) -> dict:

@@ -15,7 +15,7 @@ Conventions:
         intensities this is a cross-entropy, not a normalised density (the continuous
         Bernoulli would be); it is always <= 0.
   * Random draws of an example are keyed by its global position `index` (see
-    `gen_jax.diffusion.losses.per_example_keys`), so results do not depend on how a
+    `gen_jax.parallel.per_example_keys`), so results do not depend on how a
     batch is split over devices.
 """
 
@@ -26,7 +26,7 @@ import jax
 from jax import lax
 import jax.numpy as jnp
 
-from gen_jax.diffusion.losses import per_example_keys
+from gen_jax.parallel import per_example_keys
 
 LIKELIHOODS = ('gaussian', 'bernoulli')
 _LOG_2PI = math.log(2.0 * math.pi)
