@@ -117,12 +117,13 @@ def bench_net(name: str, a) -> dict:
   # DDIM on the whole batch: compile alone, then one timed run.
   sampler = experiment._sampler(batch_size)  # pylint: disable=protected-access
   key = parallel.replicate(np.asarray(jax.random.PRNGKey(a.seed)), mesh)
+  labels = parallel.shard_host_array(np.zeros((batch_size,), np.int32), mesh)  # unconditional
   t0 = time.perf_counter()
-  compiled_sampler = sampler.lower(state.params, key).compile()
+  compiled_sampler = sampler.lower(state.params, key, labels).compile()
   sample_compile_s = time.perf_counter() - t0
   start = _cpu_times()
   t0 = time.perf_counter()
-  images = jax.block_until_ready(compiled_sampler(state.params, key))
+  images = jax.block_until_ready(compiled_sampler(state.params, key, labels))
   seconds = time.perf_counter() - t0
   n = a.ddim_steps
   result['sample'] = {'ddim': {

@@ -24,3 +24,26 @@ def test_peer_train_step_settings():
   assert config.training.batch_size == 64 and bench_peer.get_config('cifar10').training.batch_size == 16
   with pytest.raises(ValueError, match='peer net'):
     bench_peer.get_config('imagenet')
+
+
+def test_benchmark_command_prints_the_fields_the_readme_names(tmp_path):
+  """One step of each phase on the small net: the command runs and its JSON has the fields
+  (no timing is asserted: speed is measured by the benchmark itself, not by tests)."""
+  import json  # pylint: disable=g-import-not-at-top
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+  from tests.conftest import REPO, launch_env  # pylint: disable=g-import-not-at-top
+  out = tmp_path / 'bench.json'
+  proc = subprocess.run(
+      [sys.executable, f'{REPO}/experiments/benchmark.py', '--nets', 'small', '--warmup', '1',
+       '--train-steps', '1', '--ddim-steps', '2', '--out', str(out)],
+      cwd=REPO, env=launch_env(2), capture_output=True, text=True, timeout=600)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  result = json.loads(out.read_text())
+  small = result['models']['small']
+  assert small['params'] == 1_623_169
+  for value in (small['train']['images_per_s'], small['train']['compile_s'],
+                small['sample']['ddim']['seconds_per_image_step'],
+                small['sample']['ddim']['compile_s']):
+    assert value > 0
+  assert small['sample']['ddim']['finite'] and result['devices']['count'] == 2
