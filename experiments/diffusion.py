@@ -69,7 +69,6 @@ class DiffusionExperiment(base.SingleNetworkExperiment):
     validate(config)
     self.config = config
     self.mesh = mesh
-    parallel.check_divisible(config.training.batch_size, 'training.batch_size', mesh)
     self._train_data = train_data
     if image_shape is None:
       if self._train_data is None:

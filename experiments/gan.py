@@ -103,7 +103,6 @@ class GANExperiment:
     validate(config)
     self.config = config
     self.mesh = mesh
-    parallel.check_divisible(config.training.batch_size, 'training.batch_size', mesh)
     self._train_data = data.load_dataset(config.data, config.data.train_split)
     self.sample_shape = self._train_data.images.shape[1:]  # (H, W, C) or (2,)
     self.is_points = config.data.dataset == 'ring8'

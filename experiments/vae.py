@@ -98,7 +98,6 @@ class VAEExperiment(base.SingleNetworkExperiment):
     validate(config)
     self.config = config
     self.mesh = mesh
-    parallel.check_divisible(config.training.batch_size, 'training.batch_size', mesh)
     self._train_data = data.load_dataset(config.data, config.data.train_split)
     self._eval_data = self._load_eval_data()  # at once: a missing split fails here
     self.image_shape = self._train_data.images.shape[1:]  # (H, W, C)

@@ -45,6 +45,8 @@ def run(config, workdir: str, mode: str = 'train', **distributed) -> str:
   from gen_jax import trainer  # pylint: disable=g-import-not-at-top
   workdir = os.path.abspath(workdir)
   mesh = parallel.make_mesh()
+  # Every family splits the global batch over all devices: checked once, before any compile.
+  parallel.check_divisible(config.training.batch_size, 'training.batch_size', mesh)
   experiment = experiments.build(config, mesh)
   if mode == 'train':
     return trainer.train(experiment, workdir)
