@@ -1,9 +1,11 @@
 """Entry point: python launch.py --config=configs/ddpm.py --workdir=runs/ddpm [--mode=...].
 
-Parses flags, sets up devices and processes, and hands over to the config's family.
+Parses flags, sets up devices and processes, and hands over to the config's family; with
+--sweep=FILE, to gen_jax.sweeps, which runs this same command once per trial.
 Mistakes a user can fix end as one line on stderr and exit code 2.
 """
 
+import os
 import sys
 
 from absl import app
@@ -17,13 +19,24 @@ from gen_jax.errors import UserError
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Config file (configs/*.py).',
                                           lock_config=True)
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Directory for checkpoints, logs, samples.')
-_MODE = flags.DEFINE_enum('mode', 'train', ['train', 'sample'],
+_MODE = flags.DEFINE_enum('mode', 'train', ['train', 'sample', 'eval'],
                           'train: train (resuming from WORKDIR); sample: write samples '
-                          'from the latest checkpoint.')
+                          'from the latest checkpoint; eval: score the latest checkpoint '
+                          '(WORKDIR/eval/<step>.json).')
 _COORDINATOR = flags.DEFINE_string('coordinator_address', '',
                                    'host:port of process 0, for multi-process runs.')
 _NUM_PROCESSES = flags.DEFINE_integer('num_processes', 0, 'Processes in a multi-process run.')
 _PROCESS_ID = flags.DEFINE_integer('process_id', -1, 'This process, in a multi-process run.')
+_SWEEP = flags.DEFINE_string('sweep', None, 'A sweep file (sweeps/*.py): runs one trial per '
+                             'override dict of its get_sweep(), in WORKDIR/<trial id>.')
+_BACKEND = flags.DEFINE_enum('backend', 'local', ['local', 'skypilot'],
+                             'Where --sweep trials run: local subprocesses (sweep.parallel '
+                             'at a time) or SkyPilot managed jobs (the cloud extra).')
+_DRY_RUN = flags.DEFINE_bool('dry_run', False, 'With --sweep: print the trial commands '
+                             '(skypilot: the task YAMLs) and run nothing.')
+_PREEMPTED_EXIT_CODE = flags.DEFINE_integer(
+    'preempted_exit_code', 0, 'Exit code after SIGTERM saved a checkpoint (SkyPilot trials '
+    'use 75, so a preempted job is restarted rather than counted as finished).')
 flags.mark_flags_as_required(['config', 'workdir'])
 
 
@@ -53,8 +66,20 @@ def main(argv):
     print(f'error: cannot load --config: {" ".join(str(e).split())}', file=sys.stderr)
     sys.exit(2)
   try:
-    runner.run(config, _WORKDIR.value, _MODE.value, coordinator_address=_COORDINATOR.value,
-               num_processes=_NUM_PROCESSES.value, process_id=_PROCESS_ID.value)
+    config_file = config_flags.get_config_filename(flags.FLAGS['config'])
+    if _SWEEP.value:
+      from gen_jax import sweeps  # pylint: disable=g-import-not-at-top
+      sys.exit(sweeps.launch(config, config_file,
+                             config_flags.get_override_values(flags.FLAGS['config']),
+                             _SWEEP.value, _WORKDIR.value, _BACKEND.value, _DRY_RUN.value,
+                             mode=_MODE.value, launch_script=os.path.abspath(__file__)))
+    if _DRY_RUN.value or flags.FLAGS['backend'].present:
+      raise UserError('--backend and --dry_run go with --sweep=FILE.')
+    result = runner.run(config, _WORKDIR.value, _MODE.value, config_file=config_file,
+                        coordinator_address=_COORDINATOR.value,
+                        num_processes=_NUM_PROCESSES.value, process_id=_PROCESS_ID.value)
+    if result == 'preempted' and _PREEMPTED_EXIT_CODE.value:
+      sys.exit(_PREEMPTED_EXIT_CODE.value)
   except UserError as e:
     print(f'error: {e}', file=sys.stderr)
     sys.exit(2)

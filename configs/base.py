@@ -50,4 +50,41 @@ def get_base_config() -> ml_collections.ConfigDict:
 
   config.sampling = ml_collections.ConfigDict()
   config.sampling.num_samples = 64  # images per sample grid / `--mode=sample` run.
+
+  # Sweeps (README, Sweeps): `launch.py --sweep=FILE` runs one trial per override dict of
+  # FILE's get_sweep(); `vmap` trains N small trials in one compiled program instead.
+  config.sweep = ml_collections.ConfigDict()
+  config.sweep.parallel = 1  # local backend: trials running at once (each its own process).
+  config.sweep.accelerators = 'tpu-v5e-8'  # skypilot: per node, e.g. 'tpu-v5e-8', 'A100:8'.
+  config.sweep.num_nodes = 1  # skypilot: nodes per trial (a TPU pod slice is one node).
+  config.sweep.use_spot = True  # skypilot: spot VMs; preempted trials restart and resume.
+  config.sweep.bucket = ''  # skypilot: trial workdirs are BUCKET/<sweep>/<trial>; gs://b/runs.
+  config.sweep.infra = ''  # skypilot: where to run, e.g. 'gcp', 'gcp/us-west4' ('': any).
+  config.sweep.tpu_runtime = ''  # skypilot: TPU VM software version ('': SkyPilot's default).
+  config.sweep.setup = ''  # skypilot: node setup command ('': pip install -e ".[tpu]" or ".[gpu]").
+  # field -> N values, e.g. {'seed': [0, 1], 'optim': {'lr': [1e-3, 3e-3]}}: N vmapped trials.
+  config.sweep.vmap = ml_collections.ConfigDict()
+  config.sweep.vmap_trial_devices = 0  # vmap: devices the trials are split over (0: automatic).
+
+  # `--mode=eval` and in-training evaluation (see experiments/evaluation.py).
+  config.eval = ml_collections.ConfigDict()
+  config.eval.num_samples = 1024  # samples --mode=eval generates and scores.
+  config.eval.num_samples_train = 0  # samples scored every training.eval_every steps (0: none).
+  config.eval.batch_size = 256  # samples per generation call (divides eval.num_samples).
+  config.eval.seed = 0  # key of the evaluation's samples (and KID subsets).
+  config.eval.use_ema = True  # sample with the EMA parameters (False: the raw ones).
+  config.eval.split = 'train'  # real split the samples are compared with (the reference).
+  config.eval.reference_examples = 0  # real examples of eval.split used (0: all of them).
+  config.eval.floor = True  # also score data.eval_split against eval.split: the real-data floor.
+  config.eval.feature_extractor = 'classifier'  # 'classifier' (a gen_jax run) or 'inception'.
+  config.eval.classifier_workdir = 'runs/classifier_digits'  # classifier run (configs/classifier_*.py).
+  config.eval.inception_weights = ''  # pytorch-fid's pt_inception-2015-12-05-6726825d.pth.
+  config.eval.cache_dir = ''  # real-data features ('': DATA_DIR/gen_jax_reference or ~/.cache).
+  config.eval.kid_subsets = 100  # KID: subsets averaged (its standard error is over these).
+  config.eval.kid_subset_size = 1000  # KID: samples per subset (capped at the smaller set).
+  config.eval.pr_neighbours = 3  # precision/recall: k of the k-NN manifold radii.
+  config.eval.is_splits = 10  # Inception Score: splits (mean and std over them).
+  # What the paper this config reproduces reported, for experiments/ledger.py: results
+  # are (metric, value, condition) with condition '' or 'field=value' (e.g. the steps).
+  config.eval.paper = ml_collections.ConfigDict({'source': '', 'results': ()})
   return config

@@ -21,4 +21,12 @@ def get_config():
   config.training.log_every = 100
   config.training.checkpoint_every = 5000
   config.training.sample_every = 5000
+  config.eval.num_samples = 50_000
+  config.eval.batch_size = 400
+  config.eval.feature_extractor = 'inception'
+  # The DCGAN paper reports no FID; TTUR's DCGAN on CIFAR-10 (original learning rates).
+  config.eval.paper.source = ('Heusel et al. 2017, GANs Trained by a Two Time-Scale Update '
+                              'Rule, Table 1 (DCGAN, CIFAR-10, original rates; quoted from memory, '
+                              'not checked against the paper)')
+  config.eval.paper.results = (('fid', 37.7, ''),)
   return config

@@ -1,6 +1,15 @@
-"""One module per family; `build(config)` returns the family's Experiment."""
+"""One module per family; `build(config)` returns the family's Experiment, and
+`load_run(workdir)` a trained run's experiment and latest state (VAEs for latent
+diffusion, classifiers for evaluation)."""
 
+import hashlib
 import importlib
+import json
+import os
+
+import jax
+import ml_collections
+import numpy as np
 
 from gen_jax.errors import UserError
 
@@ -10,6 +19,7 @@ FAMILIES = {
     'vae': 'experiments.vae:VAEExperiment',
     'gan': 'experiments.gan:GANExperiment',
     'ldm': 'experiments.ldm:LatentDiffusionExperiment',
+    'classifier': 'experiments.classifier:ClassifierExperiment',
 }
 
 
@@ -20,3 +30,37 @@ def build(config, mesh):
                     f'known: {", ".join(sorted(FAMILIES))}.')
   module_name, class_name = FAMILIES[config.family].split(':')
   return getattr(importlib.import_module(module_name), class_name)(config, mesh)
+
+
+def load_run(workdir: str, mesh, family: str, field: str, train_hint: str):
+  """A finished gen_jax run of `family`: (config, experiment, latest state).
+
+  Args:
+    workdir: the run's directory (holding config.json and checkpoints/).
+    mesh: the device mesh to build its experiment on.
+    family: the family the run must be.
+    field: the config field that named `workdir` (for error messages).
+    train_hint: the command that trains such a run (for error messages).
+  Raises:
+    UserError: no run there, a run of another family, or no checkpoint.
+  """
+  from gen_jax import trainer  # pylint: disable=g-import-not-at-top
+  config_path = os.path.join(os.path.abspath(workdir or '.'), 'config.json')
+  if not workdir or not os.path.exists(config_path):
+    raise UserError(f'{field}={workdir!r} is not a gen_jax run (no config.json); '
+                    f'train a {family} run first: {train_hint}.')
+  with open(config_path) as f:
+    config = ml_collections.ConfigDict(json.load(f))
+  if config.family != family:
+    raise UserError(f'{field}={workdir!r} is a {config.family!r} run, not a {family!r} one.')
+  experiment = build(config, mesh)
+  state = trainer.restore_latest(experiment, os.path.abspath(workdir))
+  return config, experiment, state
+
+
+def fingerprint(tree, *extra: str) -> str:
+  """sha256 of a pytree's leaves (and any strings), 16 hex digits: names cached results."""
+  digest = hashlib.sha256(''.join(extra).encode())
+  for leaf in jax.tree.leaves(jax.device_get(tree)):
+    digest.update(np.ascontiguousarray(leaf).tobytes())
+  return digest.hexdigest()[:16]

@@ -13,12 +13,15 @@ from gen_jax import optim
 from gen_jax import parallel
 from gen_jax import viz
 from gen_jax.diffusion import guidance
+from gen_jax.diffusion import likelihood
 from gen_jax.diffusion import losses
 from gen_jax.diffusion import samplers
 from gen_jax.diffusion import schedules
 from gen_jax.errors import UserError
 from gen_jax.models.unet import UNet
 from gen_jax.train_state import TrainState
+
+_VLB_STREAM = 0x0B0D  # folded into eval.seed for the bound's timesteps and noise
 
 
 def validate(config) -> None:
@@ -63,6 +66,9 @@ class DiffusionExperiment(base.SingleNetworkExperiment):
     train_data: the training set, if not `data.train_split` of `data.dataset` (latent
       diffusion passes encoded latents).
   """
+
+  # The seed too: it is only the state's base key and the batch order, both per trial.
+  VMAP_FIELDS = ('seed',) + base.SingleNetworkExperiment.VMAP_FIELDS
 
   def __init__(self, config, mesh, image_shape: tuple[int, int, int] | None = None,
                train_data: data.ArrayDataset | None = None):
@@ -115,6 +121,8 @@ class DiffusionExperiment(base.SingleNetworkExperiment):
     return losses.finalize_quarter_metrics(metrics)
 
   # --- sampling ----------------------------------------------------------------------
+  makes_images = True  # evaluation scores samples with image features
+
   @functools.lru_cache(maxsize=4)
   def _sampler(self, num_samples: int):
     parallel.check_divisible(num_samples, 'sampling.num_samples', self.mesh)
@@ -170,6 +178,77 @@ class DiffusionExperiment(base.SingleNetworkExperiment):
       if s.class_label >= 0:
         name += f'_class{s.class_label}'
     return name
+
+  # --- evaluation (experiments/evaluation.py) ------------------------------------------
+  def eval_labels(self, num_samples: int) -> np.ndarray | None:
+    """The classes evaluation samples are asked for (None: unconditional)."""
+    return self.sample_labels(num_samples) if self.num_classes else None
+
+  def sample_images(self, state: TrainState, num_samples: int, rng, labels, use_ema: bool):
+    """num_samples images (N, H, W, C) in [-1, 1] with the config's sampler."""
+    params = state.ema_params if use_ema else state.params
+    return self.to_images(state, self.generate(params, num_samples, rng, labels))
+
+  def sampler_settings(self) -> dict:
+    s, d = self.config.sampling, self.config.diffusion
+    settings = {'name': self.sampler_name(), 'sampler': s.sampler,
+                'steps': s.num_steps if s.sampler == 'ddim' else d.num_timesteps,
+                'clip_x0': s.clip_x0}
+    if s.sampler == 'ddim':
+      settings.update(eta=s.eta, spacing=s.spacing)
+    else:
+      settings['variance'] = s.ddpm_variance
+    if self.num_classes:
+      settings.update(guidance_scale=s.guidance_scale, class_label=s.class_label)
+    return settings
+
+  def _bound_terms(self, params, x0, labels, index):  # (b, H, W, C), (b,), (b,) -> (b,) each
+    s, e = self.config.sampling, self.config.eval
+
+    def denoise(x_t, t):
+      return self.model.apply(params, x_t, t, labels if self.num_classes else None,
+                              train=False)
+
+    keys = parallel.per_example_keys(
+        jax.random.fold_in(jax.random.PRNGKey(e.seed), _VLB_STREAM), index)
+    return likelihood.variational_bound(denoise, self.schedule, x0, keys, e.vlb_strata,
+                                        self.config.diffusion.prediction, s.clip_x0,
+                                        s.ddpm_variance)
+
+  def evaluate(self, state: TrainState, step: int) -> dict:
+    """The variational bound on the held-out split (`data.eval_split`), bits/dim.
+
+    Returns:
+      {'eval/vlb_bits_per_dim' (total), 'eval/vlb_prior_bits_per_dim' (L_T),
+       'eval/vlb_decoder_bits_per_dim' (L_0)} for 8-bit data, EMA parameters (or raw
+       with eval.use_ema=False), `eval.vlb_strata` stratified timesteps per image.
+    """
+    del step
+    e = self.config.eval
+    held_out = self._held_out()
+    n = len(held_out)
+    chunk = min(e.batch_size, n)
+    params = state.ema_params if e.use_ema else state.params
+    index = np.arange(n, dtype=np.int32)
+    run = self._rows
+    parts = [run(self._bound_terms, params, held_out.images[i:i + chunk],
+                 held_out.labels[i:i + chunk], index[i:i + chunk], size=chunk)
+             for i in range(0, n, chunk)]
+    per_dim = float(np.prod(self.image_shape)) * np.log(2.0)
+    mean = lambda k: float(np.concatenate([p[k] for p in parts]).astype(np.float64).mean())
+    return {'eval/vlb_bits_per_dim': mean('total') / per_dim,
+            'eval/vlb_prior_bits_per_dim': mean('prior') / per_dim,
+            'eval/vlb_decoder_bits_per_dim': mean('decoder') / per_dim}
+
+  @functools.cached_property
+  def _rows(self):
+    return parallel.RowMapper(self.mesh)
+
+  def _held_out(self) -> data.ArrayDataset:
+    """`data.eval_split`, cut to `eval.vlb_examples` if set."""
+    held_out = data.load_dataset(self.config.data, self.config.data.eval_split)
+    n = self.config.eval.vlb_examples or len(held_out)
+    return data.ArrayDataset(held_out.images[:n], held_out.labels[:n], held_out.num_classes)
 
   def write_samples(self, state: TrainState, step: int, workdir: str, prefix: str) -> list:
     """Samples with the EMA parameters; writes a PNG grid and an .npz (process 0)."""

@@ -33,7 +33,7 @@ from gen_jax.parallel import per_example_keys
 from gen_jax.errors import UserError
 from gen_jax.models import dcgan
 from gen_jax.objectives import gan
-from gen_jax.train_state import TrainState, ema_update, gradient_update
+from gen_jax.train_state import TrainState, ema_update, gradient_update, trial_hparams
 
 PLAYERS = ('generator', 'discriminator')
 
@@ -60,8 +60,9 @@ def validate(config) -> None:
        "data.dataset='ring8' holds 2-d points: set model.arch='mlp'"),
       (m.arch != 'dcgan' or (size >= 8 and 4 * 2 ** round(np.log2(size / 4)) == size),
        f"data.image_size={size} must be 4 * 2^k (8, 16, 32, 64, ...) for model.arch='dcgan'"),
-      (t.eval_every == 0 or config.data.dataset == 'ring8',
-       "training.eval_every scores mode coverage of data.dataset='ring8' only; set it to 0"),
+      (t.eval_every == 0 or config.data.dataset == 'ring8' or config.eval.num_samples_train,
+       "training.eval_every needs data.dataset='ring8' (mode coverage) or "
+       "eval.num_samples_train > 0 (sample metrics); set one, or eval_every=0"),
   ]
   for ok, message in checks:
     if not ok:
@@ -98,6 +99,10 @@ def _apply(module, params, state: dict, update: bool, *args, **kwargs):
 
 class GANExperiment:
   """Builds both players, their optimizers, the alternating step, samples and metrics."""
+
+  # Config fields that may differ between vmapped trials (gen_jax.vmap_trials): read from
+  # `trial_hparams(state)` in the step. The seed is only the state's base key and batch order.
+  VMAP_FIELDS = ('seed', 'gan.g_lr', 'gan.d_lr', 'gan.ema_decay')
 
   def __init__(self, config, mesh):
     validate(config)
@@ -177,6 +182,17 @@ class GANExperiment:
   def train_batches(self):
     return data.train_source(self._train_data, self.config)
 
+  def _optimizer(self, state: TrainState, player: str):
+    """(optimizer, lr schedule) of a player: from gan.g_lr / gan.d_lr, or a vmapped trial's
+    own rate (the optimizer state does not depend on it)."""
+    field = 'gan.g_lr' if player == 'generator' else 'gan.d_lr'
+    if field in trial_hparams(state):
+      return optim.make_optimizer(self.config.optim, self.config.training.num_steps,
+                                  lr=trial_hparams(state)[field])
+    if player == 'generator':
+      return self.g_optimizer, self.g_schedule
+    return self.d_optimizer, self.d_schedule
+
   def discriminator_step(self, state: TrainState, batch, rng):
     """One D update on the real batch and fakes from fresh z; G is untouched (per device).
 
@@ -189,8 +205,9 @@ class GANExperiment:
                              self._latents(rng, batch['index']), class_weights, True)
     d_batch = {'image': batch['image'], 'fake': fake, 'class_weights': class_weights,
                'fake_class_weights': class_weights}
+    optimizer, _ = self._optimizer(state, 'discriminator')
     params, opt_state, metrics, d_state = gradient_update(
-        self.d_loss_fn, self.d_optimizer, state.params['discriminator'],
+        self.d_loss_fn, optimizer, state.params['discriminator'],
         state.opt_state['discriminator'], d_batch, rng, has_state=True,
         model_state=state.model_state.get('discriminator', {}))
     return self._replace_player(state, 'discriminator', params, opt_state, d_state), metrics
@@ -206,8 +223,9 @@ class GANExperiment:
         state.model_state.get('discriminator', {}), self.config.gan.loss)
     g_batch = {'z': self._latents(rng, batch['index']),
                'fake_class_weights': self._class_weights(batch['label'])}
+    optimizer, _ = self._optimizer(state, 'generator')
     params, opt_state, metrics, g_state = gradient_update(
-        g_loss_fn, self.g_optimizer, state.params['generator'], state.opt_state['generator'],
+        g_loss_fn, optimizer, state.params['generator'], state.opt_state['generator'],
         g_batch, rng, has_state=True, model_state=state.model_state.get('generator', {}))
     return self._replace_player(state, 'generator', params, opt_state, g_state), metrics
 
@@ -226,14 +244,16 @@ class GANExperiment:
     for i in range(cfg.d_steps):
       state, d_metrics = self.discriminator_step(state, batch, jax.random.fold_in(rng, i))
     state, g_metrics = self.generator_step(state, batch, jax.random.fold_in(rng, cfg.d_steps))
-    ema = ema_update(state.ema_params, state.params['generator'], cfg.ema_decay, step)
+    ema_decay = trial_hparams(state).get('gan.ema_decay', cfg.ema_decay)
+    ema = ema_update(state.ema_params, state.params['generator'], ema_decay, step)
     metrics = {
         'loss': d_metrics['d_loss'] + g_metrics['g_loss'],  # watched for non-finite values
         'grad_norm': jnp.hypot(d_metrics['grad_norm'], g_metrics['grad_norm']),
         'd_loss': d_metrics['d_loss'], 'g_loss': g_metrics['g_loss'],
         'd_real': d_metrics['d_real'], 'd_fake': d_metrics['d_fake'],
         'd_grad_norm': d_metrics['grad_norm'], 'g_grad_norm': g_metrics['grad_norm'],
-        'g_lr': self.g_schedule(step), 'd_lr': self.d_schedule(step)}
+        'g_lr': self._optimizer(state, 'generator')[1](step),
+        'd_lr': self._optimizer(state, 'discriminator')[1](step)}
     if cfg.r1_gamma > 0:
       metrics['r1'] = d_metrics['r1']
     return state.replace(ema_params=ema), metrics
@@ -251,8 +271,10 @@ class GANExperiment:
         in_specs=(parallel.REPLICATED, parallel.REPLICATED, parallel.SHARDED, parallel.SHARDED),
         out_specs=parallel.SHARDED)
 
-  def generate(self, state: TrainState, z: np.ndarray, class_weights: np.ndarray) -> np.ndarray:
-    """Samples of the EMA generator (N, ...) for z (N, Z) and class weights (N, K).
+  def generate(self, state: TrainState, z: np.ndarray, class_weights: np.ndarray,
+               use_ema: bool = True) -> np.ndarray:
+    """Samples of the EMA generator (or the live one) (N, ...) for z (N, Z) and class
+    weights (N, K).
 
     Any N: the inputs are padded to a multiple of the device count. All processes call it.
     """
@@ -260,7 +282,8 @@ class GANExperiment:
     z = np.concatenate([z, np.zeros((pad,) + z.shape[1:], z.dtype)]).astype(np.float32)
     class_weights = np.concatenate(
         [class_weights, np.zeros((pad,) + class_weights.shape[1:])]).astype(np.float32)
-    samples = self._generate_fn(state.ema_params, state.model_state.get('generator', {}),
+    params = state.ema_params if use_ema else state.params['generator']
+    samples = self._generate_fn(params, state.model_state.get('generator', {}),
                                 parallel.shard_host_array(z, self.mesh),
                                 parallel.shard_host_array(class_weights, self.mesh))
     return np.asarray(parallel.global_to_host(samples))[:n]
@@ -333,9 +356,32 @@ class GANExperiment:
     return written
 
   # --- evaluation ---------------------------------------------------------------------
+  @property
+  def makes_images(self) -> bool:
+    return not self.is_points
+
+  def eval_labels(self, num_samples: int) -> np.ndarray | None:
+    """Balanced classes (i mod K) for a conditional generator, else None."""
+    if not self.num_classes:
+      return None
+    return (np.arange(num_samples) % self.num_classes).astype(np.int32)
+
+  def sample_images(self, state: TrainState, num_samples: int, rng, labels, use_ema: bool):
+    """num_samples images (N, H, W, C) in [-1, 1] for z drawn from rng."""
+    labels = np.zeros((num_samples,), np.int32) if labels is None else labels
+    return self.generate(state, self._latents_for_samples(rng, num_samples),
+                         np.asarray(self._class_weights(labels)), use_ema)
+
+  def sampler_settings(self) -> dict:
+    return {'name': 'generator', 'truncation': self.config.gan.truncation,
+            'ema_decay': self.config.gan.ema_decay}
+
   def evaluate(self, state: TrainState, step: int) -> dict[str, float]:
     """ring8: eval/modes_covered (of 8), eval/high_quality_fraction (within 3 std of a
-    mode) and eval/largest_mode_fraction of sampling.num_samples EMA samples."""
+    mode) and eval/largest_mode_fraction of sampling.num_samples EMA samples. Images have
+    no metrics of their own (experiments/evaluation.py scores their samples)."""
+    if not self.is_points:
+      return {}
     rng = jax.random.fold_in(jax.random.fold_in(state.rng, step), 2)
     points, _ = self.sample_balanced(state, self.config.sampling.num_samples, rng)
     return {f'eval/{k}': v for k, v in toy_data.ring_metrics(points).items()}

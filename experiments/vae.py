@@ -11,7 +11,6 @@ network of a VAE config, and `VAEExperiment.encode / encode_sample / decode /
 decode_images` are plain functions of its parameters.
 """
 
-import functools
 import math
 import os
 
@@ -103,6 +102,7 @@ class VAEExperiment(base.SingleNetworkExperiment):
     self.image_shape = self._train_data.images.shape[1:]  # (H, W, C)
     self.latent_shape = tuple(config.vae.latent_shape)
     self.model = build_model(config, self.image_shape)
+    self._run_sharded = parallel.RowMapper(mesh)  # per-device fns over host rows
     v = config.vae
     self.log_likelihood = objectives.make_log_likelihood(v.likelihood, v.obs_variance)
     self.optimizer, self.lr_schedule = optim.make_optimizer(config.optim,
@@ -130,31 +130,6 @@ class VAEExperiment(base.SingleNetworkExperiment):
 
   def init_params(self, rng):
     return self.model.init(rng, jnp.zeros((1,) + self.image_shape, jnp.float32))
-
-  # --- running per-device functions over host arrays --------------------------------------
-  @functools.lru_cache(maxsize=8)
-  def _mapped(self, fn, num_arrays: int):
-    return parallel.map_per_device(
-        fn, self.mesh, in_specs=(parallel.REPLICATED,) + (parallel.SHARDED,) * num_arrays,
-        out_specs=parallel.SHARDED)
-
-  def _run_sharded(self, fn, params, *arrays: np.ndarray, size: int = 0):
-    """fn(params, *shards) on every device, over the leading axis of host `arrays`.
-
-    Args:
-      fn: a per-device function of (replicated) params and this device's rows.
-      params: replicated parameters.
-      *arrays: (N, ...) numpy arrays, the same on every process.
-      size: pad to at least this many rows (to reuse one compilation across calls).
-    Returns:
-      fn's outputs for the N rows, as numpy on every host.
-    """
-    n, devices = len(arrays[0]), self.mesh.devices.size
-    padded = -(-max(n, size) // devices) * devices  # rows repeat the last one
-    shards = [parallel.shard_host_array(np.concatenate([a, np.repeat(a[-1:], padded - n, axis=0)]),
-                                        self.mesh) for a in arrays]
-    out = parallel.global_to_host(self._mapped(fn, len(arrays))(params, *shards))
-    return jax.tree.map(lambda x: np.asarray(x)[:n], out)
 
   def _base_key(self, stream: int) -> jax.Array:
     return jax.random.fold_in(jax.random.PRNGKey(self.config.seed), stream)
@@ -211,6 +186,29 @@ class VAEExperiment(base.SingleNetworkExperiment):
             'eval/recon': float(-(elbo + kl).mean()), 'eval/iwae_nll': float(-iwae.mean()),
             'eval/iwae_bits_per_dim': float(-iwae.mean() / per_dim),
             'eval/nelbo_bits_per_dim': float(-elbo.mean() / per_dim)}
+
+  # --- evaluation of samples (experiments/evaluation.py) ----------------------------------
+  makes_images = True
+
+  def eval_labels(self, num_samples: int) -> None:
+    del num_samples  # unconditional
+    return None
+
+  def _prior_images_from(self, params_and_key, index):  # index: (n,) sample numbers
+    params, key = params_and_key
+    z = objectives.standard_normal_like(per_example_keys(key, index), self.latent_shape)
+    return self.decode_images(params, z)
+
+  def sample_images(self, state: TrainState, num_samples: int, rng, labels, use_ema: bool):
+    """num_samples decoded prior draws (N, H, W, C) in [-1, 1], z keyed by rng."""
+    del labels
+    params = state.ema_params if use_ema else state.params
+    return self._run_sharded(self._prior_images_from, (params, rng),
+                             np.arange(num_samples, dtype=np.int32))
+
+  def sampler_settings(self) -> dict:
+    return {'name': 'prior', 'decoder_output': 'mean of p(x|z)',
+            'likelihood': self.config.vae.likelihood}
 
   # --- figures -------------------------------------------------------------------------
   def generate(self, params, num_samples: int) -> np.ndarray:

@@ -1,5 +1,6 @@
 """Orbax checkpoints of the whole train state (the only module that imports orbax)."""
 
+import dataclasses
 import os
 from typing import Any
 
@@ -22,6 +23,16 @@ def _describe_shapes(tree) -> dict[str, tuple]:
   flat, _ = jax.tree_util.tree_flatten_with_path(tree)
   return {'/'.join(_key_name(k) for k in path): tuple(getattr(leaf, 'shape', ()))
           for path, leaf in flat}
+
+
+def _empty_fields_absent_on_disk(abstract_state: Any, saved_metadata: Any) -> set[str]:
+  """Dataclass fields of the state that hold no arrays and that the checkpoint lacks."""
+  if not dataclasses.is_dataclass(abstract_state):
+    return set()
+  on_disk = set(saved_metadata.keys()) if hasattr(saved_metadata, 'keys') else {
+      _key_name(path[0]) for path, _ in jax.tree_util.tree_flatten_with_path(saved_metadata)[0]}
+  return {f.name for f in dataclasses.fields(abstract_state)
+          if f.name not in on_disk and not jax.tree.leaves(getattr(abstract_state, f.name))}
 
 
 class Checkpointer:
@@ -72,7 +83,15 @@ class Checkpointer:
         raise UserError(
             f'checkpoint {step} in {self.directory} does not fit this config: {name} {what}; '
             f'use a new --workdir, or the config that wrote it (config.json there).')
-    return self._manager.restore(step, args=ocp.args.StandardRestore(abstract_state))
+    absent = _empty_fields_absent_on_disk(abstract_state, self._manager.item_metadata(step))
+    if not absent:
+      return self._manager.restore(step, args=ocp.args.StandardRestore(abstract_state))
+    # A checkpoint written before the state gained a field that holds nothing in this
+    # run: restore the fields it has, keep the empty ones (old runs stay loadable).
+    target = {f.name: getattr(abstract_state, f.name) for f in dataclasses.fields(abstract_state)
+              if f.name not in absent}
+    restored = self._manager.restore(step, args=ocp.args.StandardRestore(target))
+    return abstract_state.replace(**restored)
 
   def close(self) -> None:
     self._manager.wait_until_finished()

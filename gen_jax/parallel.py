@@ -191,3 +191,42 @@ def map_per_device(fn: Callable, mesh, in_specs, out_specs,
 
 REPLICATED = P()
 SHARDED = P(DATA_AXIS)
+
+
+class RowMapper:
+  """Runs per-device functions of (replicated params, rows) over host arrays of any length.
+
+  The rows are padded to a multiple of the device count (repeating the last row), split
+  over the devices, and the outputs gathered to every host, so callers never see the
+  device count. One compiled function per (fn, number of arrays) is kept.
+  """
+
+  def __init__(self, mesh):
+    self.mesh = mesh
+    self._compiled: dict = {}
+
+  def _mapped(self, fn: Callable, num_arrays: int) -> Callable:
+    key = (fn, num_arrays)
+    if key not in self._compiled:
+      self._compiled[key] = map_per_device(
+          fn, self.mesh, in_specs=(REPLICATED,) + (SHARDED,) * num_arrays,
+          out_specs=SHARDED)
+    return self._compiled[key]
+
+  def __call__(self, fn: Callable, params: Any, *arrays: np.ndarray, size: int = 0) -> Any:
+    """fn(params, *row_shards) on every device, over the leading axis of host `arrays`.
+
+    Args:
+      fn: a per-device function of (replicated) params and this device's rows.
+      params: replicated parameters.
+      *arrays: (N, ...) numpy arrays, the same on every process.
+      size: pad to at least this many rows (to reuse one compilation across calls).
+    Returns:
+      fn's outputs for the N rows, as numpy on every host.
+    """
+    n, devices = len(arrays[0]), self.mesh.devices.size
+    padded = -(-max(n, size) // devices) * devices
+    shards = [shard_host_array(np.concatenate([a, np.repeat(a[-1:], padded - n, axis=0)]),
+                               self.mesh) for a in arrays]
+    out = global_to_host(self._mapped(fn, len(arrays))(params, *shards))
+    return jax.tree.map(lambda x: np.asarray(x)[:n], out)

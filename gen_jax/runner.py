@@ -6,13 +6,34 @@ import os
 from gen_jax import parallel
 from gen_jax.errors import UserError
 
+_SKYPILOT_COORDINATOR_PORT = 8476  # on the head node; the port JAX's own cluster detection uses
+
+
+def skypilot_processes(env=None) -> tuple[str, int, int] | None:
+  """(coordinator address, processes, this process) in a multi-node SkyPilot job, else None.
+
+  SkyPilot runs the task's command once on every node (every host of a TPU pod slice)
+  with SKYPILOT_NODE_IPS (one per line, the head first), SKYPILOT_NUM_NODES and
+  SKYPILOT_NODE_RANK set. JAX's cluster detection does not read them, so they are
+  turned into an explicit coordinator: one process per node, the head node's first.
+  """
+  env = os.environ if env is None else env
+  nodes = int(env.get('SKYPILOT_NUM_NODES', '1') or 1)
+  if nodes <= 1:
+    return None
+  head = env['SKYPILOT_NODE_IPS'].split()[0]
+  return f'{head}:{_SKYPILOT_COORDINATOR_PORT}', nodes, int(env['SKYPILOT_NODE_RANK'])
+
 
 def setup_devices(config, coordinator_address: str = '', num_processes: int = 0,
                   process_id: int = -1) -> None:
   """Before JAX starts: one CPU device per core (dividing the batches), then processes."""
-  divisor = math.gcd(config.training.batch_size, config.sampling.num_samples)
+  divisor = math.gcd(config.training.batch_size, config.sampling.num_samples,
+                     config.eval.batch_size)
   parallel.configure_cpu_devices(
       parallel.choose_cpu_device_count(divisor, config.parallel.cpu_devices))
+  if not coordinator_address and skypilot_processes():
+    coordinator_address, num_processes, process_id = skypilot_processes()
   parallel.initialize_distributed(coordinator_address, num_processes, process_id)
 
 
@@ -31,11 +52,18 @@ def validate_training(config) -> None:
       raise UserError(f'{name} must be >= {minimum}, not {value}.')
 
 
-def run(config, workdir: str, mode: str = 'train', **distributed) -> str:
-  """Runs `mode` ('train' or 'sample') of `config` in `workdir`.
+def run(config, workdir: str, mode: str = 'train', config_file: str = '',
+        **distributed) -> str:
+  """Runs `mode` ('train', 'sample' or 'eval') of `config` in `workdir`.
 
+  Args:
+    config: the run's config.
+    workdir: the run's directory.
+    mode: what to do.
+    config_file: the config's path (recorded in evaluation manifests).
+    **distributed: coordinator_address, num_processes, process_id.
   Returns:
-    What happened ('done', 'preempted', or the sample files written).
+    What happened ('done', 'preempted', the sample files or the manifest written).
   """
   if not workdir:
     raise UserError('--workdir is empty; give a directory for the run.')
@@ -43,15 +71,30 @@ def run(config, workdir: str, mode: str = 'train', **distributed) -> str:
   setup_devices(config, **distributed)
   import experiments  # pylint: disable=g-import-not-at-top
   from gen_jax import trainer  # pylint: disable=g-import-not-at-top
+  from gen_jax import vmap_trials  # pylint: disable=g-import-not-at-top
   workdir = os.path.abspath(workdir)
   mesh = parallel.make_mesh()
   # Every family splits the global batch over all devices: checked once, before any compile.
   parallel.check_divisible(config.training.batch_size, 'training.batch_size', mesh)
   experiment = experiments.build(config, mesh)
+  if vmap_trials.requested(config):  # sweep.vmap: N trials of the family in one program
+    experiment = vmap_trials.VmappedTrials(experiment, mode)
   if mode == 'train':
-    return trainer.train(experiment, workdir)
+    evaluate = None
+    if config.training.eval_every and config.eval.num_samples_train:
+      from experiments import evaluation  # pylint: disable=g-import-not-at-top
+      evaluation.validate(config, mesh, config.eval.num_samples_train)
+      evaluator = evaluation.Evaluator(experiment, config_file)
+      evaluator.extractor()  # a missing classifier or weights file fails now, not later
+      evaluate = lambda state, step: evaluator.metrics(state, config.eval.num_samples_train)
+    return trainer.train(experiment, workdir, evaluate)
   if mode == 'sample':
     state = trainer.restore_latest(experiment, workdir)
     step = int(state.step)
     return experiment.write_samples(state, step, workdir, prefix='sample')
+  if mode == 'eval':
+    from experiments import evaluation  # pylint: disable=g-import-not-at-top
+    evaluation.validate(config, mesh, config.eval.num_samples)
+    state = trainer.restore_latest(experiment, workdir)
+    return evaluation.Evaluator(experiment, config_file).run(state, workdir)
   raise UserError(f'unknown mode {mode!r}.')

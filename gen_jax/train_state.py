@@ -5,6 +5,11 @@ One `TrainState` serves every family: `params` and `opt_state` are arbitrary pyt
 non-trained variables (batch statistics, spectral-norm vectors), `ema_params` the
 exponential moving average used for sampling. The data position is `step` (see
 `gen_jax.data.BatchSource`), so the checkpoint of this state is the whole run.
+
+A run of vmapped trials (gen_jax.vmap_trials) steps a subclass whose `hparams` hold each
+trial's values of the config fields that differ between trials; families read them with
+`trial_hparams(state)` before falling back to the config. Plain runs' states (and so their
+checkpoints) are unchanged.
 """
 
 from typing import Any, Callable
@@ -28,13 +33,21 @@ class TrainState:
   model_state: Any = flax.struct.field(default_factory=dict)
 
 
-def ema_update(ema_params, params, decay: float, step: jax.Array):
+def trial_hparams(state: TrainState) -> dict:
+  """{config field: traced () value} of a vmapped trial's state (gen_jax.vmap_trials), or
+  {} in a plain run, whose step then reads the config's Python numbers as before."""
+  return getattr(state, 'hparams', {})
+
+
+def ema_update(ema_params, params, decay, step: jax.Array):
   """ema <- d ema + (1 - d) params, with d = min(decay, (1 + step) / (10 + step)).
 
   The warm-up of d keeps the average from being dominated by the random initialisation
   in short runs (as in TensorFlow's ExponentialMovingAverage with num_updates).
+  `decay` is a Python float, or a traced scalar for a vmapped trial, where decay 0 gives
+  d = 0 and so exactly `params`, as the shortcut below does for a float.
   """
-  if decay <= 0:
+  if isinstance(decay, (int, float)) and decay <= 0:
     return params
   d = jnp.minimum(decay, (1.0 + step) / (10.0 + step))
   return jax.tree.map(lambda e, p: d * e + (1.0 - d) * p, ema_params, params)

@@ -4,7 +4,6 @@ Every family plugs in through the `Experiment` protocol below; the loop itself k
 nothing about diffusion, VAEs or GANs.
 """
 
-import json
 import math
 import os
 import signal
@@ -45,6 +44,10 @@ class Experiment(Protocol):
   #     metrics before logging (default: unchanged).
   #   evaluate(state, step) -> dict: 'eval/...' scalars, every `training.eval_every`
   #     steps (all processes take part; process 0 logs).
+  #   state_sharding() -> the state's shardings (a pytree prefix of it; default:
+  #     replicated on `mesh`), and map_step(per_device) -> the compiled step (default:
+  #     `parallel.map_per_device` over `mesh`): vmapped trials (gen_jax.vmap_trials)
+  #     split a trial axis over devices.
 
 
 class _Preemption:
@@ -78,19 +81,26 @@ class _Preemption:
 
 
 def abstract_state(experiment: Experiment, rng: jax.Array):
-  """Shapes, dtypes and (replicated) shardings of the state, without computing it."""
+  """Shapes, dtypes and shardings of the state, without computing it."""
   shapes = jax.eval_shape(experiment.init_state, rng)
-  sharding = parallel.replicated(experiment.mesh)
-  return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding),
-                      shapes)
+  place = lambda sharding, tree: jax.tree.map(
+      lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), tree)
+  return jax.tree.map(place, state_sharding(experiment), shapes,
+                      is_leaf=lambda x: isinstance(x, jax.sharding.Sharding))
+
+
+def state_sharding(experiment: Experiment):
+  """Where the state lives: replicated on every device, unless the experiment says."""
+  placed = getattr(experiment, 'state_sharding', None)
+  return placed() if placed else parallel.replicated(experiment.mesh)
 
 
 def restore_or_init(experiment: Experiment, ckpt: checkpoint.Checkpointer) -> TrainState:
-  """The latest checkpoint if there is one, else a fresh state, replicated."""
+  """The latest checkpoint if there is one, else a fresh state, placed on the devices."""
   rng = jax.random.PRNGKey(experiment.config.seed)
   if ckpt.latest_step() is not None:
     return ckpt.restore(abstract_state(experiment, rng))
-  init = jax.jit(experiment.init_state, out_shardings=parallel.replicated(experiment.mesh))
+  init = jax.jit(experiment.init_state, out_shardings=state_sharding(experiment))
   return init(rng)
 
 
@@ -117,6 +127,8 @@ def make_train_step(experiment: Experiment):
     new_state, metrics = experiment.train_step(state, batch, rng)
     return new_state.replace(step=state.step + 1), metrics
 
+  if hasattr(experiment, 'map_step'):
+    return experiment.map_step(per_device)
   return parallel.map_per_device(
       per_device, experiment.mesh, in_specs=(parallel.REPLICATED, parallel.SHARDED),
       out_specs=(parallel.REPLICATED, parallel.REPLICATED), donate_argnums=(0,))
@@ -138,8 +150,11 @@ def write_config(config, workdir: str) -> None:
       f.write(config.to_json_best_effort(indent=2, sort_keys=True) + '\n')
 
 
-def train(experiment: Experiment, workdir: str) -> str:
+def train(experiment: Experiment, workdir: str, evaluate=None) -> str:
   """Trains to `training.num_steps`, resuming from the latest checkpoint in `workdir`.
+
+  `evaluate(state, step) -> {'eval/...': value}` runs every `training.eval_every` steps
+  (default: the experiment's own `evaluate`, if it has one).
 
   Returns:
     'done', or 'preempted' when SIGTERM arrived (a checkpoint of the current step was
@@ -163,7 +178,7 @@ def train(experiment: Experiment, workdir: str) -> str:
     source = experiment.train_batches()
     step_fn = make_train_step(experiment)
     finalize = getattr(experiment, 'finalize_metrics', lambda m: m)
-    evaluate = getattr(experiment, 'evaluate', None)
+    evaluate = evaluate or getattr(experiment, 'evaluate', None)
     eval_every = tcfg.get('eval_every', 0) if evaluate else 0
     _say(is_chief, f'{"resuming at" if start else "starting at"} step {start} of '
          f'{tcfg.num_steps}: {jax.device_count()} device(s) on {jax.process_count()} '

@@ -76,7 +76,7 @@ def test_vae_then_ldm_then_samples_and_cache(tmp_path):
 def test_autoencoder_workdir_without_a_vae(tmp_path):
   proc = run_launch([*TINY_LDM, f'--workdir={tmp_path}/ldm',
                      f'--config.ldm.autoencoder_workdir={tmp_path}/nothing'], check=False)
-  assert_one_line_error(proc, 'not a gen_jax run', 'train a VAE first')
+  assert_one_line_error(proc, 'not a gen_jax run', 'train a vae run first', 'vae_spatial.py')
 
 
 def test_latent_that_does_not_fit_the_unet(tmp_path):

@@ -3,7 +3,6 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
-import pytest
 
 from gen_jax.models import layers
 from gen_jax.models.unet import UNet

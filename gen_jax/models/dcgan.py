@@ -15,7 +15,6 @@ import math
 from typing import Callable
 
 import flax.linen as nn
-import jax
 import jax.numpy as jnp
 
 SPECTRAL = 'spectral'  # variable collection of the spectral-norm power-iteration state

@@ -1,10 +1,12 @@
 """Building blocks of the DDPM U-Net (Ho et al. 2020), as flax.linen modules."""
 
+import functools
 import math
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+from jax import lax
 
 # The DDPM code initialises with variance scaling (uniform, fan_avg); the last conv of
 # each residual branch and of the network starts at (almost) zero.
@@ -28,6 +30,99 @@ def timestep_embedding(t: jax.Array, dim: int, max_period: float = 10000.0) -> j
   return jnp.concatenate([jnp.sin(args), jnp.cos(args)], axis=-1)
 
 
+def _group_mean(sums, num_groups, count):
+  """(B, C) per-channel sums -> (B, C): each channel's group total / count."""
+  b, c = sums.shape
+  totals = jnp.sum(sums.reshape(b, num_groups, c // num_groups), axis=-1)  # (B, G)
+  return jnp.repeat(totals / count, c // num_groups, axis=1)
+
+
+def _group_stats(x, num_groups, epsilon):
+  """Per-(example, group) mean and 1 / std of x (B, H, W, C), each broadcast to (B, C).
+
+  Sums over H and W first, per channel (contiguous in memory), then over each group's
+  channels on the small (B, C) sums; var = E[x^2] - E[x]^2 as in flax's GroupNorm.
+  """
+  _, height, width, c = x.shape
+  count = height * width * c // num_groups
+  mean = _group_mean(jnp.sum(x, axis=(1, 2)), num_groups, count)
+  mean_sq = _group_mean(jnp.sum(jnp.square(x), axis=(1, 2)), num_groups, count)
+  inv_std = lax.rsqrt(jnp.maximum(mean_sq - jnp.square(mean), 0.0) + epsilon)
+  return mean, inv_std, count
+
+
+def _affine(x, mean, inv_std, scale, bias):
+  """z = (x - mean) * inv_std * scale + bias as one multiply-add, x * a + shift."""
+  a = inv_std * scale  # (B, C)
+  shift = bias - mean * a
+  return x * a[:, None, None, :] + shift[:, None, None, :], a
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4, 5))
+def group_norm(x, scale, bias, num_groups: int, epsilon: float, silu: bool):
+  """GroupNorm of x over `num_groups` channel groups, then SiLU if `silu`.
+
+  Args:
+    x: (B, H, W, C).
+    scale, bias: (C,).
+    num_groups, epsilon: as flax.linen.GroupNorm.
+    silu: apply SiLU to the result.
+  Returns:
+    (B, H, W, C): the same function as `nn.silu(nn.GroupNorm(num_groups,
+    epsilon=epsilon)(x))`: one pass for the statistics, one fused pass to normalise. The
+    backward pass is written by hand, one sweep for the per-channel sums of dz and dz * x
+    and one for dx = a dz + k1 x + k0 (per channel); XLA fuses autodiff's version across
+    blocks with recomputation, which made training slower than flax's GroupNorm.
+  """
+  y, _ = _group_norm_fwd(x, scale, bias, num_groups, epsilon, silu)
+  return y
+
+
+def _group_norm_fwd(x, scale, bias, num_groups, epsilon, silu):
+  mean, inv_std, _ = _group_stats(x, num_groups, epsilon)
+  z, _ = _affine(x, mean, inv_std, scale, bias)
+  return nn.silu(z) if silu else z, (x, scale, bias, mean, inv_std)
+
+
+def _group_norm_bwd(num_groups, epsilon, silu, res, dy):
+  del epsilon
+  x, scale, bias, mean, inv_std = res
+  count = x.shape[1] * x.shape[2] * x.shape[3] // num_groups
+  z, a = _affine(x, mean, inv_std, scale, bias)
+  dz = dy
+  if silu:
+    sig = jax.nn.sigmoid(z)
+    dz = dy * sig * (1.0 + z * (1.0 - sig))  # d silu(z) / dz
+  sum_dz = jnp.sum(dz, axis=(1, 2))  # (B, C)
+  sum_dz_xhat = inv_std * (jnp.sum(dz * x, axis=(1, 2)) - mean * sum_dz)  # sum_HW dz xhat
+  # dx = inv_std (g - mean_group(g) - xhat mean_group(g xhat)) with g = dz * scale.
+  k1 = -jnp.square(inv_std) * _group_mean(scale * sum_dz_xhat, num_groups, count)
+  k0 = -inv_std * _group_mean(scale * sum_dz, num_groups, count) - k1 * mean
+  dx = dz * a[:, None, None, :] + x * k1[:, None, None, :] + k0[:, None, None, :]
+  return dx, jnp.sum(sum_dz_xhat, 0), jnp.sum(sum_dz, 0)
+
+
+group_norm.defvjp(_group_norm_fwd, _group_norm_bwd)
+
+
+class GroupNorm(nn.Module):
+  """`group_norm` as a module with flax.linen.GroupNorm's parameters ('scale', 'bias': (C,)).
+
+  A drop-in for `nn.GroupNorm(num_groups, epsilon)` (followed by `nn.silu` when `silu`):
+  the same function and parameter tree, faster on the CPU.
+  """
+  num_groups: int = 32
+  epsilon: float = 1e-6
+  silu: bool = False
+
+  @nn.compact
+  def __call__(self, x):  # (B, H, W, C) -> (B, H, W, C)
+    c = x.shape[-1]
+    scale = self.param('scale', nn.initializers.ones, (c,))
+    bias = self.param('bias', nn.initializers.zeros, (c,))
+    return group_norm(x, scale, bias, self.num_groups, self.epsilon, self.silu)
+
+
 class ResBlock(nn.Module):
   """GroupNorm -> SiLU -> conv -> (+ time embedding) -> GroupNorm -> SiLU -> dropout -> conv."""
   out_ch: int
@@ -36,11 +131,11 @@ class ResBlock(nn.Module):
 
   @nn.compact
   def __call__(self, x, temb, train: bool):  # x: (B, H, W, C), temb: (B, D)
-    h = nn.silu(nn.GroupNorm(self.num_groups, epsilon=1e-6, name='norm1')(x))
+    h = GroupNorm(self.num_groups, silu=True, name='norm1')(x)
     h = nn.Conv(self.out_ch, (3, 3), kernel_init=default_init, name='conv1')(h)
     h = h + nn.Dense(self.out_ch, kernel_init=default_init, name='temb_proj')(
         nn.silu(temb))[:, None, None, :]
-    h = nn.silu(nn.GroupNorm(self.num_groups, epsilon=1e-6, name='norm2')(h))
+    h = GroupNorm(self.num_groups, silu=True, name='norm2')(h)
     h = nn.Dropout(self.dropout, deterministic=not train)(h)
     h = nn.Conv(self.out_ch, (3, 3), kernel_init=zero_init, name='conv2')(h)
     if x.shape[-1] != self.out_ch:
@@ -55,7 +150,7 @@ class AttnBlock(nn.Module):
   @nn.compact
   def __call__(self, x):  # (B, H, W, C)
     b, height, width, c = x.shape
-    h = nn.GroupNorm(self.num_groups, epsilon=1e-6, name='norm')(x)
+    h = GroupNorm(self.num_groups, name='norm')(x)
     qkv = nn.Dense(3 * c, kernel_init=default_init, name='qkv')(h)
     q, k, v = jnp.split(qkv.reshape(b, height * width, 3 * c), 3, axis=-1)  # (B, N, C) each
     weights = jax.nn.softmax(jnp.einsum('bnc,bmc->bnm', q, k) / math.sqrt(c), axis=-1)

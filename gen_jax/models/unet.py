@@ -74,6 +74,6 @@ class UNet(nn.Module):
       if level != 0:
         h = layers.Upsample(self.resample_with_conv)(h)
 
-    h = nn.silu(nn.GroupNorm(self.num_groups, epsilon=1e-6, name='norm_out')(h))
+    h = layers.GroupNorm(self.num_groups, silu=True, name='norm_out')(h)
     return nn.Conv(self.out_channels or x.shape[-1], (3, 3), kernel_init=layers.zero_init,
                    name='conv_out')(h)

@@ -1,0 +1,96 @@
+"""The classifier family: a small CNN trained on the dataset's labels.
+
+It exists for evaluation: its penultimate features give an offline Frechet distance
+and its predictions give class coverage and, for conditional models, the accuracy of
+samples for their requested class (see `gen_jax.evaluation`). Trained with the same
+loop, checkpoints and EMA as every family.
+"""
+
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from experiments import base
+from gen_jax import data
+from gen_jax import optim
+from gen_jax import parallel
+from gen_jax import viz
+from gen_jax.errors import UserError
+from gen_jax.models.classifier import Classifier
+from gen_jax.objectives.classification import make_classification_loss
+from gen_jax.train_state import TrainState
+
+
+class ClassifierExperiment(base.SingleNetworkExperiment):
+  """Builds the classifier, its cross-entropy loss, held-out accuracy and error figure."""
+
+  def __init__(self, config, mesh):
+    self.config = config
+    self.mesh = mesh
+    self._train_data = data.load_dataset(config.data, config.data.train_split)
+    self._eval_data = data.load_dataset(config.data, config.data.eval_split)
+    self.num_classes = self._train_data.num_classes
+    if self.num_classes < 2:
+      raise UserError(f'a classifier needs labelled data; {config.data.dataset!r} has '
+                      f'{self.num_classes} classes.')
+    self.image_shape = self._train_data.images.shape[1:]  # (H, W, C)
+    if len(self.image_shape) != 3:
+      raise UserError(f'a classifier needs images; {config.data.dataset!r} has samples of '
+                      f'shape {self.image_shape}.')
+    m = config.model
+    if any(f % m.num_groups for f in m.features):
+      raise UserError(f'model.num_groups={m.num_groups} must divide every level\'s channels '
+                      f'{tuple(m.features)}.')
+    self.model = Classifier(num_classes=self.num_classes, features=tuple(m.features),
+                            feature_dim=m.feature_dim, num_groups=m.num_groups,
+                            dropout=m.dropout)
+    self.optimizer, self.lr_schedule = optim.make_optimizer(config.optim,
+                                                            config.training.num_steps)
+    self.loss_fn = make_classification_loss(self._train_logits, m.label_smoothing)
+    self._run_sharded = parallel.RowMapper(mesh)
+
+  def _train_logits(self, params, images, rng):
+    return self.model.apply(params, images, train=True, rngs={'dropout': rng})
+
+  def init_params(self, rng):
+    return self.model.init(rng, jnp.zeros((1,) + self.image_shape, jnp.float32))
+
+  # --- inference (evaluation's feature extractor uses these) --------------------------
+  def logits(self, params, images: jax.Array) -> jax.Array:
+    """(B, H, W, C) in [-1, 1] -> (B, K) logits (inference mode)."""
+    return self.model.apply(params, images)
+
+  def features_and_probs(self, params, images: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """(B, H, W, C) in [-1, 1] -> penultimate features (B, F) and class probabilities (B, K)."""
+    features = self.model.apply(params, images, method=Classifier.penultimate)
+    logits = self.model.apply(params, features, method=lambda m, h: m.logits_layer(h))
+    return features, jax.nn.softmax(logits)
+
+  def predict(self, params, images: np.ndarray) -> np.ndarray:
+    """Predicted classes (N,) of host images, split over the devices."""
+    return np.argmax(self._run_sharded(self.logits, params, images), axis=-1)
+
+  # --- evaluation and figures ----------------------------------------------------------
+  def evaluate(self, state: TrainState, step: int) -> dict:
+    """Held-out accuracy of the EMA parameters on `data.eval_split`."""
+    del step
+    predictions = self.predict(state.ema_params, self._eval_data.images)
+    return {'eval/accuracy': float(np.mean(predictions == self._eval_data.labels))}
+
+  def write_samples(self, state: TrainState, step: int, workdir: str, prefix: str) -> list:
+    """A grid of the held-out images it misclassifies (up to 64), and the accuracy."""
+    held_out = self._eval_data
+    predictions = self.predict(state.ema_params, held_out.images)
+    wrong = np.flatnonzero(predictions != held_out.labels)[:64]
+    path = os.path.join(workdir, 'samples', f'errors_{prefix}_step{step:07d}.png')
+    if jax.process_index() == 0:
+      accuracy = float(np.mean(predictions == held_out.labels))
+      pairs = ', '.join(f'{held_out.labels[i]}->{predictions[i]}' for i in wrong[:16])
+      print(f'held-out accuracy {accuracy:.4f} ({len(held_out)} images); '
+            f'{len(wrong)} misclassified shown in {path} (true->predicted: {pairs})',
+            flush=True)
+      if len(wrong):
+        viz.save_grid(path, held_out.images[wrong])
+    return [path] if len(wrong) else []

@@ -1,0 +1,236 @@
+"""The evaluation program: `--mode=eval`, and sample metrics during training.
+
+`--mode=eval` takes the latest checkpoint of any family, generates `eval.num_samples`
+samples (EMA parameters unless `eval.use_ema=False`; the config's sampler and steps;
+in batches of `eval.batch_size` split over all devices and hosts, with progress), and
+scores them against the features of `eval.split` of the real data:
+
+  * fid, kid (unbiased, with kid_stderr), precision / recall (k-NN manifolds), and
+    inception_score, all from one pass of the feature extractor;
+  * with the classifier extractor: classes_covered, class_entropy,
+    largest_class_fraction (mode collapse), and for class-conditional models
+    class_accuracy (does a sample show the class it was asked for);
+  * the family's own metrics (`experiment.evaluate`): the VAE's held-out ELBO and IWAE
+    bound, the DDPM variational bound in bits/dim, ring8 mode coverage;
+  * the floor: the same sample metrics for the held-out real split (`data.eval_split`)
+    against the reference, so a reader sees how far a model is from real data.
+
+It writes WORKDIR/eval/<step>.json (a manifest of what exactly was measured) and logs
+`eval/...` to metrics.jsonl and TensorBoard.
+"""
+
+import datetime
+import json
+import os
+import time
+
+import jax
+import numpy as np
+
+from gen_jax import metric_log
+from gen_jax import parallel
+from gen_jax.errors import UserError
+from gen_jax.evaluation import class_metrics
+from gen_jax.evaluation import feature_extractors
+from gen_jax.evaluation import feature_metrics
+from gen_jax.evaluation import reference_sets
+from gen_jax.evaluation.reference_sets import FeatureSet
+
+_EVAL_STREAM = 0xE7A1  # folded into eval.seed: evaluation keys never meet training keys
+
+
+def validate(config, mesh, num_samples: int) -> None:
+  """One-line errors for the `eval` block, before anything is generated."""
+  e = config.eval
+  if num_samples < 1:
+    raise UserError(f'eval.num_samples must be >= 1, not {num_samples}.')
+  if e.batch_size < 1:
+    raise UserError(f'eval.batch_size must be >= 1, not {e.batch_size}.')
+  batch = min(e.batch_size, num_samples)
+  if num_samples % batch:
+    raise UserError(f'eval.num_samples={num_samples} is not a multiple of '
+                    f'eval.batch_size={batch}; make it one (every generation call has '
+                    f'the same shape, so it compiles once).')
+  parallel.check_divisible(batch, 'eval.batch_size', mesh)
+  if e.feature_extractor not in feature_extractors.EXTRACTORS:
+    raise UserError(f'eval.feature_extractor must be one of {feature_extractors.EXTRACTORS}, '
+                    f'not {e.feature_extractor!r}.')
+  for name in ('kid_subsets', 'kid_subset_size', 'pr_neighbours', 'is_splits'):
+    if e[name] < 1:
+      raise UserError(f'eval.{name} must be >= 1, not {e[name]}.')
+
+
+def sample_metrics(generated: FeatureSet, reference: FeatureSet, eval_config,
+                   num_classes: int) -> dict[str, float]:
+  """Every sample metric of `generated` against `reference` (unprefixed names)."""
+  e = eval_config
+  rng = np.random.default_rng([e.seed, _EVAL_STREAM])
+  fid = feature_metrics.frechet_distance(feature_metrics.compute_stats(generated.features),
+                                         feature_metrics.compute_stats(reference.features))
+  kid, kid_stderr = feature_metrics.kernel_inception_distance(
+      generated.features, reference.features, num_subsets=e.kid_subsets,
+      subset_size=e.kid_subset_size, rng=rng)
+  precision, recall = feature_metrics.precision_recall(reference.features, generated.features,
+                                                       k=e.pr_neighbours)
+  inception_score, inception_score_std = feature_metrics.inception_score(
+      generated.probs, num_splits=min(e.is_splits, len(generated)))
+  metrics = {'fid': fid, 'kid': kid, 'kid_stderr': kid_stderr, 'precision': precision,
+             'recall': recall, 'inception_score': inception_score,
+             'inception_score_std': inception_score_std}
+  if num_classes:
+    predicted = np.argmax(generated.probs, axis=-1)
+    metrics.update(class_metrics.class_coverage(predicted, num_classes))
+    if generated.labels is not None:
+      metrics['class_accuracy'] = class_metrics.conditional_accuracy(predicted,
+                                                                     generated.labels)
+  return {k: float(v) for k, v in metrics.items()}
+
+
+def _format_duration(seconds: float) -> str:
+  minutes, seconds = divmod(int(seconds), 60)
+  return f'{minutes}m{seconds:02d}s'
+
+
+class Evaluator:
+  """Scores samples of one experiment: the extractor and real features are built once."""
+
+  def __init__(self, experiment, config_file: str = ''):
+    self.experiment = experiment
+    self.config = experiment.config
+    self.config_file = config_file
+    self.is_chief = jax.process_index() == 0
+    self._extractor = None
+    self._reference = None
+    self._floor = None
+
+  # --- the pieces, built on first use ------------------------------------------------
+  def images_supported(self) -> bool:
+    """Sample metrics need images (ring8's 2-d points have their own metrics)."""
+    return bool(getattr(self.experiment, 'makes_images', False))
+
+  def extractor(self):
+    if self._extractor is None:
+      self._extractor = feature_extractors.build_extractor(self.config.eval, self.config.data,
+                                                           self.experiment.mesh)
+    return self._extractor
+
+  def reference(self) -> tuple[FeatureSet, str]:
+    if self._reference is None:
+      e = self.config.eval
+      self._reference = reference_sets.real_features(
+          self.config.data, e.split, self.extractor(), e.cache_dir, e.reference_examples)
+    return self._reference
+
+  def floor(self) -> dict[str, float]:
+    """The sample metrics of the held-out real split against the reference."""
+    if self._floor is None:
+      held_out, _ = reference_sets.real_features(self.config.data, self.config.data.eval_split,
+                                                 self.extractor(), self.config.eval.cache_dir)
+      metrics = sample_metrics(held_out, self.reference()[0], self.config.eval,
+                               self.extractor().num_classes)
+      metrics.pop('class_accuracy', None)
+      self._floor = dict(metrics, n=float(len(held_out)))
+    return self._floor
+
+  # --- generation ----------------------------------------------------------------------
+  def generate(self, state, num_samples: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """num_samples images (N, H, W, C) in [-1, 1] and the classes asked for (or None)."""
+    e = self.config.eval
+    batch = min(e.batch_size, num_samples)
+    labels = self.experiment.eval_labels(num_samples)  # (N,) or None
+    base = jax.random.fold_in(jax.random.PRNGKey(e.seed), _EVAL_STREAM)
+    images, start = [], time.time()
+    for i, first in enumerate(range(0, num_samples, batch)):
+      batch_labels = None if labels is None else labels[first:first + batch]
+      images.append(self.experiment.sample_images(state, batch, jax.random.fold_in(base, i),
+                                                  batch_labels, e.use_ema))
+      done = first + batch
+      if self.is_chief and num_samples > batch:
+        rate = done / max(time.time() - start, 1e-9)
+        print(f'eval: {done}/{num_samples} samples | {rate:.2f} samples/s | '
+              f'ETA {_format_duration((num_samples - done) / rate)}', flush=True)
+    return np.concatenate(images), labels
+
+  # --- the programs --------------------------------------------------------------------
+  def metrics(self, state, num_samples: int) -> dict[str, float]:
+    """The family's own metrics and, for images, the sample metrics ('eval/...')."""
+    own = getattr(self.experiment, 'evaluate', None)
+    scalars = {}
+    if own:
+      start = time.time()
+      scalars = dict(own(state, int(jax.device_get(state.step))))
+      if self.is_chief and scalars:
+        print(f'eval: {self.config.family} metrics in {time.time() - start:.0f} s: ' +
+              ', '.join(f'{k} {v:.4g}' for k, v in scalars.items()), flush=True)
+    if self.images_supported() and num_samples:
+      images, labels = self.generate(state, num_samples)
+      features, probs = self.extractor()(images)
+      generated = FeatureSet(features, probs, labels)
+      scalars.update({f'eval/{k}': v for k, v in sample_metrics(
+          generated, self.reference()[0], self.config.eval,
+          self.extractor().num_classes).items()})
+    return scalars
+
+  def run(self, state, workdir: str) -> str:
+    """`--mode=eval`: scores `state`, writes WORKDIR/eval/<step>.json, logs eval/...
+
+    Returns:
+      The manifest's path.
+    """
+    e = self.config.eval
+    step = int(jax.device_get(state.step))
+    start = time.time()
+    scalars = self.metrics(state, e.num_samples)
+    manifest = {
+        'config_file': self.config_file,
+        'family': self.config.family,
+        'dataset': self.config.data.dataset,
+        'image_size': self.config.data.image_size,
+        'checkpoint_step': step,
+        'params': 'ema' if e.use_ema else 'raw',
+        'seed': e.seed,
+        'sampler': getattr(self.experiment, 'sampler_settings', dict)(),
+        'metrics': {k[len('eval/'):]: v for k, v in scalars.items()},
+    }
+    if self.images_supported():
+      reference, reference_path = self.reference()
+      manifest.update({
+          'n_generated': e.num_samples,
+          'reference': {'split': e.split, 'n': len(reference),
+                        'fingerprint': reference.fingerprint(), 'cache': reference_path},
+          'feature_extractor': self.extractor().describe(),
+          'metric_settings': {'kid_subsets': e.kid_subsets,
+                              'kid_subset_size': e.kid_subset_size,
+                              'pr_neighbours': e.pr_neighbours, 'is_splits': e.is_splits},
+      })
+      if e.floor:
+        floor = self.floor()
+        manifest['floor'] = dict(floor, split=self.config.data.eval_split)
+    manifest['config'] = json.loads(self.config.to_json_best_effort())
+    manifest['paper'] = {'source': e.paper.source,
+                         'results': [list(r) for r in e.paper.results]}
+    manifest['wall_time_s'] = round(time.time() - start, 2)
+    manifest['date'] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds')
+    path = os.path.join(workdir, 'eval', f'{step}.json')
+    if self.is_chief:
+      os.makedirs(os.path.dirname(path), exist_ok=True)
+      with open(path, 'w') as f:
+        json.dump(manifest, f, indent=2, sort_keys=True)
+        f.write('\n')
+      logger = metric_log.MetricLogger(workdir)
+      try:
+        logged = dict(scalars)
+        if 'floor' in manifest:
+          logged.update({f'eval_floor/{k}': v for k, v in manifest['floor'].items()
+                         if isinstance(v, float)})
+        logger.write(step, logged)
+      finally:
+        logger.close()
+      print(f'eval at step {step} ({manifest["wall_time_s"]:.0f} s): ' +
+            ', '.join(f'{k} {v:.4g}' for k, v in manifest['metrics'].items()), flush=True)
+      if 'floor' in manifest:
+        print(f'floor ({self.config.data.eval_split} vs {e.split}, real data): ' +
+              ', '.join(f'{k} {v:.4g}' for k, v in manifest['floor'].items()
+                        if isinstance(v, float)), flush=True)
+      print(f'wrote {path}', flush=True)
+    return path

@@ -1,0 +1,1 @@
+"""Evaluation of generative models: feature extractors, reference statistics, metrics."""

@@ -1,0 +1,131 @@
+"""Feature extractors: images -> (features, class probabilities), split over all devices.
+
+Two kinds, behind one interface (`FeatureExtractor`):
+  * 'classifier': a gen_jax classifier run (`eval.classifier_workdir`, e.g.
+    configs/classifier_digits.py). Penultimate features for Frechet distance, KID and
+    precision/recall; its softmax for class coverage, conditional accuracy and IS.
+    Works offline and fast on CPU; numbers are comparable only between runs that use
+    the same classifier (its fingerprint is in every manifest).
+  * 'inception': Inception-v3 pool3 features and 1008-way logits as in the standard
+    FID / IS (pytorch-fid's port of the TF 2015 graph, `gen_jax.models.inception`),
+    with its uint8 quantisation and bilinear resize to 299, from a local weights file
+    (`eval.inception_weights`). Its probabilities serve IS only: ImageNet classes say
+    nothing about a dataset's own classes, so class coverage needs the classifier.
+"""
+
+import os
+from typing import Protocol
+
+import jax
+import numpy as np
+
+from gen_jax import parallel
+from gen_jax.errors import UserError
+
+EXTRACTORS = ('classifier', 'inception')
+CLASSIFIER_TRAIN_HINT = ('python launch.py --config=configs/classifier_digits.py '
+                         '--workdir=runs/classifier_digits (or classifier_mnist.py)')
+
+
+class FeatureExtractor(Protocol):
+  """What evaluation needs of a feature extractor."""
+  name: str  # 'classifier' or 'inception'
+  fingerprint: str  # sha256 of its weights (16 hex digits): names cached statistics
+  num_classes: int  # classes of its predictions that describe the dataset (0: none)
+
+  def describe(self) -> dict:
+    """What the manifest records: name, fingerprint, source, feature size."""
+
+  def __call__(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(N, H, W, C) in [-1, 1] -> features (N, D) float32, probabilities (N, K)."""
+
+
+class _Batched:
+  """Runs a per-device (params, images) -> (features, probs) function in fixed chunks."""
+
+  def __init__(self, mesh, per_device, params, chunk: int):
+    self._rows = parallel.RowMapper(mesh)
+    self._per_device = per_device
+    self._params = parallel.replicate(jax.device_get(params), mesh)
+    devices = mesh.devices.size
+    self._chunk = -(-chunk // devices) * devices  # one compilation for every chunk
+
+  def __call__(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    features, probs = [], []
+    for i in range(0, len(images), self._chunk):
+      f, p = self._rows(self._per_device, self._params, images[i:i + self._chunk],
+                        size=self._chunk)
+      features.append(np.asarray(f, np.float32))
+      probs.append(np.asarray(p, np.float32))
+    return np.concatenate(features), np.concatenate(probs)
+
+
+class ClassifierExtractor:
+  """A gen_jax classifier run's penultimate features and softmax (EMA parameters)."""
+  name = 'classifier'
+
+  def __init__(self, workdir: str, mesh, data_config, chunk: int = 500):
+    import experiments  # pylint: disable=g-import-not-at-top
+    self.workdir = os.path.abspath(workdir) if workdir else ''
+    config, classifier, state = experiments.load_run(
+        workdir, mesh, 'classifier', 'eval.classifier_workdir', CLASSIFIER_TRAIN_HINT)
+    if config.data.dataset != data_config.dataset:
+      raise UserError(f'eval.classifier_workdir={workdir!r} classifies '
+                      f'{config.data.dataset!r}, but this run is on {data_config.dataset!r}; '
+                      f'train a classifier on it ({CLASSIFIER_TRAIN_HINT}).')
+    if config.data.image_size != data_config.image_size:
+      raise UserError(f'eval.classifier_workdir={workdir!r} takes {config.data.image_size}px '
+                      f'images, this run makes {data_config.image_size}px ones; train the '
+                      f'classifier with --config.data.image_size={data_config.image_size}.')
+    self.num_classes = classifier.num_classes
+    self.step = int(jax.device_get(state.step))
+    self.fingerprint = experiments.fingerprint(state.ema_params, 'classifier')
+    self._run = _Batched(mesh, classifier.features_and_probs, state.ema_params, chunk)
+
+  def describe(self) -> dict:
+    return {'name': self.name, 'fingerprint': self.fingerprint, 'source': self.workdir,
+            'checkpoint_step': self.step}
+
+  def __call__(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    return self._run(images)
+
+
+class InceptionExtractor:
+  """Inception-v3 pool3 features (2048) and softmax of its 1008 logits (for IS)."""
+  name = 'inception'
+  num_classes = 0  # ImageNet's classes are not the dataset's
+
+  def __init__(self, weights_path: str, mesh, chunk: int = 64):
+    from gen_jax.evaluation import inception_weights  # pylint: disable=g-import-not-at-top
+    from gen_jax.models import inception  # pylint: disable=g-import-not-at-top
+    import experiments  # pylint: disable=g-import-not-at-top
+    if not weights_path:
+      raise UserError(f"eval.feature_extractor='inception' needs eval.inception_weights: the "
+                      f"path of pytorch-fid's weights file, from "
+                      f"{inception_weights.FID_WEIGHTS_URL}.")
+    self.weights_path = os.path.abspath(os.path.expanduser(weights_path))
+    variables = inception_weights.load_inception_params(self.weights_path)  # one-line errors
+    self.fingerprint = experiments.fingerprint(variables, 'inception')
+
+    def per_device(params, images):  # images: (b, H, W, C) in [-1, 1]
+      pool, logits = inception.InceptionV3().apply(params, inception.preprocess(images))
+      return pool, jax.nn.softmax(logits)
+
+    self._run = _Batched(mesh, per_device, variables, chunk)
+
+  def describe(self) -> dict:
+    return {'name': self.name, 'fingerprint': self.fingerprint, 'source': self.weights_path,
+            'preprocessing': 'uint8 quantization, bilinear resize to 299 (pytorch-fid)'}
+
+  def __call__(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    return self._run(images)
+
+
+def build_extractor(eval_config, data_config, mesh) -> FeatureExtractor:
+  """The extractor that `eval.feature_extractor` names."""
+  kind = eval_config.feature_extractor
+  if kind == 'classifier':
+    return ClassifierExtractor(eval_config.classifier_workdir, mesh, data_config)
+  if kind == 'inception':
+    return InceptionExtractor(eval_config.inception_weights, mesh)
+  raise UserError(f'eval.feature_extractor must be one of {EXTRACTORS}, not {kind!r}.')

@@ -1,0 +1,226 @@
+"""Evaluation: class metrics, the metric suite, the classifier family, and `--mode=eval`
+end to end for diffusion, VAE and conditional GAN runs (manifests, floor, cache,
+determinism, the ledger, periodic evaluation) and its one-line errors."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from experiments import evaluation
+from experiments import ledger
+from gen_jax.evaluation import class_metrics
+from gen_jax.evaluation.reference_sets import FeatureSet
+from tests.conftest import TINY_DDPM, assert_one_line_error, read_jsonl, run_launch
+from tests.test_gan_e2e import TINY_CGAN
+from tests.test_vae import TINY_VAE
+
+# An 8x8 classifier (the digits' native size) small enough to train in seconds.
+TINY_CLASSIFIER = [
+    '--config=configs/classifier_digits.py',
+    '--config.data.image_size=8',
+    '--config.model.features=(16,32)',
+    '--config.model.feature_dim=32',
+    '--config.model.num_groups=4',
+    '--config.training.num_steps=300',
+    '--config.training.log_every=100',
+    '--config.training.eval_every=300',
+    '--config.training.sample_every=0',
+    '--config.training.async_checkpoints=False',
+]
+
+
+def _eval_flags(classifier_dir, cache_dir, num_samples=16):
+  return [f'--config.eval.classifier_workdir={classifier_dir}',
+          f'--config.eval.cache_dir={cache_dir}',
+          f'--config.eval.num_samples={num_samples}', '--config.eval.batch_size=16',
+          '--config.eval.kid_subsets=10', '--config.eval.is_splits=2']
+
+
+# --- pure metrics ----------------------------------------------------------------------
+def test_class_coverage_on_hand_made_predictions():
+  uniform = np.repeat(np.arange(10), 5)
+  c = class_metrics.class_coverage(uniform, 10)
+  assert c['classes_covered'] == 10 and c['largest_class_fraction'] == pytest.approx(0.1)
+  assert c['class_entropy'] == pytest.approx(1.0)
+  collapsed = np.zeros(50, np.int64)
+  c = class_metrics.class_coverage(collapsed, 10)
+  assert c['classes_covered'] == 1 and c['class_entropy'] == pytest.approx(0.0)
+  # Two classes at 40% each, the rest spread thin: 8 classes get 2.5% < half of 10%.
+  mostly_two = np.concatenate([np.zeros(16), np.ones(16), np.arange(2, 10)]).astype(np.int64)
+  assert class_metrics.class_coverage(mostly_two, 10)['classes_covered'] == 2
+  assert class_metrics.conditional_accuracy(np.array([1, 2, 3, 4]),
+                                            np.array([1, 2, 0, 4])) == pytest.approx(0.75)
+
+
+def test_sample_metrics_of_a_set_against_itself():
+  rng = np.random.default_rng(0)
+  labels = np.repeat(np.arange(4), 50)
+  features = (rng.normal(size=(200, 8)) + 3 * np.eye(8)[labels]).astype(np.float32)
+  probs = np.eye(4, dtype=np.float32)[labels]
+  real = FeatureSet(features, probs, labels)
+  config = _config_eval_block()
+  same = evaluation.sample_metrics(real, real, config, num_classes=4)
+  assert abs(same['fid']) < 1e-6
+  assert same['precision'] == 1.0 and same['recall'] == 1.0
+  assert same['classes_covered'] == 4 and same['inception_score'] == pytest.approx(4.0, rel=1e-4)
+  assert same['class_accuracy'] == 1.0
+  # A generator that only makes class 0: coverage and recall collapse, FID grows.
+  only_zero = FeatureSet(features[labels == 0], probs[labels == 0], labels[labels == 0])
+  collapsed = evaluation.sample_metrics(only_zero, real, config, num_classes=4)
+  assert collapsed['classes_covered'] == 1 and collapsed['recall'] < 0.5
+  assert collapsed['fid'] > 1.0 and collapsed['kid'] > 10 * collapsed['kid_stderr']
+
+
+def _config_eval_block():
+  from configs import base  # pylint: disable=g-import-not-at-top
+  e = base.get_base_config().eval
+  e.kid_subsets = 20
+  e.is_splits = 1
+  return e
+
+
+# --- end to end --------------------------------------------------------------------------
+@pytest.fixture(scope='module')
+def classifier_dir(tmp_path_factory):
+  """A trained 8x8 digits classifier run (also the classifier family's own test)."""
+  workdir = str(tmp_path_factory.mktemp('classifier'))
+  run_launch([*TINY_CLASSIFIER, f'--workdir={workdir}'], devices=2)
+  return workdir
+
+
+def test_classifier_reaches_held_out_accuracy(classifier_dir):
+  accuracy = [m['eval/accuracy'] for m in read_jsonl(os.path.join(classifier_dir,
+                                                                   'metrics.jsonl'))
+              if 'eval/accuracy' in m]
+  assert accuracy and accuracy[-1] >= 0.9, accuracy  # 297 held-out digits, 8x8
+
+
+@pytest.fixture(scope='module')
+def ddpm_dir(tmp_path_factory, classifier_dir):
+  """A tiny DDPM trained 6 steps, with sample metrics evaluated during training."""
+  workdir = str(tmp_path_factory.mktemp('ddpm'))
+  cache = str(tmp_path_factory.mktemp('cache'))
+  run_launch([*TINY_DDPM, f'--workdir={workdir}', '--config.training.num_steps=6',
+              '--config.training.eval_every=3', '--config.eval.num_samples_train=16',
+              '--config.sampling.sampler=ddim', '--config.sampling.num_steps=4',
+              '--config.eval.vlb_strata=3', '--config.eval.vlb_examples=16',
+              *_eval_flags(classifier_dir, cache)], devices=2)
+  return workdir, cache
+
+
+@pytest.fixture(scope='module')
+def ddpm_manifest(ddpm_dir, classifier_dir):
+  """`--mode=eval` of the DDPM's last checkpoint, with the settings of its in-training
+  evaluation (16 samples): (manifest, launch.py's stdout)."""
+  workdir, cache = ddpm_dir
+  proc = run_launch([*TINY_DDPM, f'--workdir={workdir}', '--mode=eval',
+                     '--config.sampling.sampler=ddim', '--config.sampling.num_steps=4',
+                     '--config.eval.vlb_strata=3', '--config.eval.vlb_examples=16',
+                     *_eval_flags(classifier_dir, cache, num_samples=16)], devices=2)
+  with open(os.path.join(workdir, 'eval', '6.json')) as f:
+    return json.load(f), proc.stdout
+
+
+def test_training_logs_periodic_sample_metrics(ddpm_dir):
+  lines = read_jsonl(os.path.join(ddpm_dir[0], 'metrics.jsonl'))
+  steps = sorted(m['step'] for m in lines if 'eval/fid' in m and 'eval_floor/fid' not in m)
+  assert steps == [3, 6]
+  assert all('eval/vlb_bits_per_dim' in m for m in lines if 'eval/fid' in m)
+
+
+def test_eval_mode_writes_a_complete_deterministic_manifest(ddpm_dir, ddpm_manifest):
+  manifest, stdout = ddpm_manifest
+  assert 'floor' in stdout and 'wrote' in stdout
+  for field in ('metrics', 'n_generated', 'reference', 'feature_extractor', 'sampler', 'seed',
+                'params', 'checkpoint_step', 'wall_time_s', 'floor', 'config_file', 'date',
+                'config', 'paper'):
+    assert field in manifest, field
+  assert manifest['n_generated'] == 16 and manifest['checkpoint_step'] == 6
+  assert manifest['params'] == 'ema' and manifest['config_file'] == 'configs/ddpm.py'
+  assert manifest['sampler']['sampler'] == 'ddim' and manifest['sampler']['steps'] == 4
+  assert manifest['reference']['split'] == 'train' and manifest['reference']['n'] == 1500
+  assert manifest['floor']['split'] == 'test' and manifest['floor']['n'] == 297
+  assert manifest['feature_extractor']['name'] == 'classifier'
+  metrics = manifest['metrics']
+  for name in ('fid', 'kid', 'kid_stderr', 'precision', 'recall', 'inception_score',
+               'classes_covered', 'vlb_bits_per_dim'):
+    assert np.isfinite(metrics[name]), name
+  # 6 steps of training are far from data; held-out real digits are close to it.
+  assert metrics['fid'] > 5 * manifest['floor']['fid']
+  assert 0 < metrics['vlb_bits_per_dim'] < 20
+  assert os.path.exists(manifest['reference']['cache'])  # computed once, cached
+  # Deterministic for the seed: the training run's evaluation of the same checkpoint, in
+  # another process (which computed the reference features that this one read back),
+  # drew the same samples and got the same numbers.
+  lines = read_jsonl(os.path.join(ddpm_dir[0], 'metrics.jsonl'))
+  in_training = [m for m in lines if m['step'] == 6 and 'eval/fid' in m][0]
+  for name in ('fid', 'kid', 'precision', 'recall', 'vlb_bits_per_dim'):
+    assert in_training[f'eval/{name}'] == metrics[name], name
+  logged = [m for m in lines if 'eval_floor/fid' in m]
+  assert logged and logged[-1]['eval/fid'] == metrics['fid']
+
+
+def test_ledger_table_from_manifests(ddpm_manifest, tmp_path):
+  manifest = dict(ddpm_manifest[0])
+  os.makedirs(tmp_path / 'ddpm' / 'eval')
+  with open(tmp_path / 'ddpm' / 'eval' / '6.json', 'w') as f:
+    json.dump(manifest, f)
+  # The same numbers claimed by the DDIM config: paper values per step count.
+  manifest['config'] = dict(manifest['config'], sampling={'num_steps': 20})
+  manifest['paper'] = {'source': 'Song et al. 2021', 'results': [
+      ['fid', 13.36, 'sampling.num_steps=10'], ['fid', 6.84, 'sampling.num_steps=20']]}
+  os.makedirs(tmp_path / 'ddim' / 'eval')
+  with open(tmp_path / 'ddim' / 'eval' / '6.json', 'w') as f:
+    json.dump(manifest, f)
+  table = ledger.ledger_markdown(str(tmp_path))
+  fid_rows = [[c.strip() for c in l.split('|')] for l in table.splitlines() if '| fid |' in l]
+  assert len(fid_rows) == 2
+  by_run = {row[1].split('(')[1].split(',')[0]: row for row in fid_rows}
+  assert by_run['ddim'][3] == '6.84' and by_run['ddpm'][3] == ''  # 20 steps, not 10
+  assert by_run['ddim'][4] == f'{manifest["metrics"]["fid"]:.4g}'
+  assert by_run['ddim'][5] == f'{manifest["floor"]["fid"]:.4g}'
+  assert 'Song et al. 2021' in table
+
+
+def test_eval_of_vae_and_conditional_gan(classifier_dir, tmp_path):
+  cache = str(tmp_path / 'cache')
+  vae = str(tmp_path / 'vae')
+  run_launch([*TINY_VAE, f'--workdir={vae}', '--config.training.num_steps=3'], devices=2)
+  run_launch([*TINY_VAE, f'--workdir={vae}', '--mode=eval',
+              *_eval_flags(classifier_dir, cache)], devices=2)
+  with open(os.path.join(vae, 'eval', '3.json')) as f:
+    metrics = json.load(f)['metrics']
+  assert {'fid', 'kid', 'iwae_nll', 'elbo', 'classes_covered'} <= set(metrics)
+  assert metrics['iwae_nll'] <= -metrics['elbo'] + 1e-3  # IWAE is the tighter bound
+  gan = str(tmp_path / 'cgan')
+  run_launch([*TINY_CGAN, f'--workdir={gan}', '--config.training.num_steps=2'], devices=2)
+  run_launch([*TINY_CGAN, f'--workdir={gan}', '--mode=eval', '--config.eval.use_ema=False',
+              *_eval_flags(classifier_dir, cache, num_samples=40),
+              '--config.eval.batch_size=20'], devices=2)
+  with open(os.path.join(gan, 'eval', '2.json')) as f:
+    manifest = json.load(f)
+  assert manifest['params'] == 'raw' and 0.0 <= manifest['metrics']['class_accuracy'] <= 1.0
+
+
+def test_eval_errors_are_one_line(classifier_dir, tmp_path):
+  empty = str(tmp_path / 'empty')
+  proc = run_launch([*TINY_DDPM, f'--workdir={empty}', '--mode=eval',
+                     *_eval_flags(classifier_dir, str(tmp_path))], check=False)
+  assert_one_line_error(proc, 'checkpoint')
+  proc = run_launch([*TINY_DDPM, f'--workdir={empty}', '--mode=eval',
+                     *_eval_flags(classifier_dir, str(tmp_path), num_samples=40)], check=False)
+  assert_one_line_error(proc, 'eval.num_samples=40', 'eval.batch_size=16')
+  proc = run_launch([*TINY_DDPM, f'--workdir={empty}', '--mode=eval',
+                     '--config.eval.feature_extractor=fancy'], check=False)
+  assert_one_line_error(proc, 'eval.feature_extractor', 'fancy')
+  proc = run_launch([*TINY_DDPM, f'--workdir={empty}', '--config.training.num_steps=2',
+                     '--config.training.eval_every=1', '--config.eval.num_samples_train=16',
+                     '--config.eval.feature_extractor=inception',
+                     '--config.eval.inception_weights=/nowhere/pt_inception.pth'], check=False)
+  assert_one_line_error(proc, '/nowhere/pt_inception.pth', 'pytorch-fid')
+  proc = run_launch([*TINY_DDPM, f'--workdir={empty}', '--config.training.num_steps=2',
+                     '--config.training.eval_every=1', '--config.eval.num_samples_train=16',
+                     f'--config.eval.classifier_workdir={tmp_path}/no_classifier'], check=False)
+  assert_one_line_error(proc, 'eval.classifier_workdir', 'classifier_digits.py')
