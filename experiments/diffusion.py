@@ -230,12 +230,10 @@ class DiffusionExperiment(base.SingleNetworkExperiment):
     chunk = min(e.batch_size, n)
     params = state.ema_params if e.use_ema else state.params
     index = np.arange(n, dtype=np.int32)
-    run = self._rows
-    parts = [run(self._bound_terms, params, held_out.images[i:i + chunk],
-                 held_out.labels[i:i + chunk], index[i:i + chunk], size=chunk)
-             for i in range(0, n, chunk)]
+    terms = self._rows.in_chunks(self._bound_terms, params, held_out.images, held_out.labels,
+                                 index, chunk=chunk)
     per_dim = float(np.prod(self.image_shape)) * np.log(2.0)
-    mean = lambda k: float(np.concatenate([p[k] for p in parts]).astype(np.float64).mean())
+    mean = lambda k: float(terms[k].astype(np.float64).mean())
     return {'eval/vlb_bits_per_dim': mean('total') / per_dim,
             'eval/vlb_prior_bits_per_dim': mean('prior') / per_dim,
             'eval/vlb_decoder_bits_per_dim': mean('decoder') / per_dim}

@@ -29,6 +29,7 @@ import numpy as np
 
 from gen_jax import metric_log
 from gen_jax import parallel
+from gen_jax.trainer import format_duration
 from gen_jax.errors import UserError
 from gen_jax.evaluation import class_metrics
 from gen_jax.evaluation import feature_extractors
@@ -84,11 +85,6 @@ def sample_metrics(generated: FeatureSet, reference: FeatureSet, eval_config,
       metrics['class_accuracy'] = class_metrics.conditional_accuracy(predicted,
                                                                      generated.labels)
   return {k: float(v) for k, v in metrics.items()}
-
-
-def _format_duration(seconds: float) -> str:
-  minutes, seconds = divmod(int(seconds), 60)
-  return f'{minutes}m{seconds:02d}s'
 
 
 class Evaluator:
@@ -148,7 +144,7 @@ class Evaluator:
       if self.is_chief and num_samples > batch:
         rate = done / max(time.time() - start, 1e-9)
         print(f'eval: {done}/{num_samples} samples | {rate:.2f} samples/s | '
-              f'ETA {_format_duration((num_samples - done) / rate)}', flush=True)
+              f'ETA {format_duration((num_samples - done) / rate)}', flush=True)
     return np.concatenate(images), labels
 
   # --- the programs --------------------------------------------------------------------

@@ -177,10 +177,9 @@ class VAEExperiment(base.SingleNetworkExperiment):
     chunks = -(-n // self.config.vae.eval_batch_size)
     chunk = -(-n // chunks)  # equal chunks: one compilation
     index = np.arange(n, dtype=np.int32)
-    parts = [self._run_sharded(self._bounds, state.ema_params, held_out.images[i:i + chunk],
-                               index[i:i + chunk], size=chunk) for i in range(0, n, chunk)]
-    elbo, kl, iwae = (np.concatenate([p[k] for p in parts]).astype(np.float64)
-                      for k in ('elbo', 'kl', 'iwae'))
+    bounds = self._run_sharded.in_chunks(self._bounds, state.ema_params, held_out.images,
+                                         index, chunk=chunk)
+    elbo, kl, iwae = (bounds[k].astype(np.float64) for k in ('elbo', 'kl', 'iwae'))
     per_dim = math.prod(self.image_shape) * math.log(2.0)
     return {'eval/elbo': float(elbo.mean()), 'eval/kl': float(kl.mean()),
             'eval/recon': float(-(elbo + kl).mean()), 'eval/iwae_nll': float(-iwae.mean()),

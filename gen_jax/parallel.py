@@ -230,3 +230,11 @@ class RowMapper:
                                self.mesh) for a in arrays]
     out = global_to_host(self._mapped(fn, len(arrays))(params, *shards))
     return jax.tree.map(lambda x: np.asarray(x)[:n], out)
+
+  def in_chunks(self, fn: Callable, params: Any, *arrays: np.ndarray, chunk: int) -> Any:
+    """`self(fn, params, *arrays)` over `chunk` rows at a time (the last one padded, so
+    every call has one shape and compiles once), outputs concatenated along axis 0."""
+    n = len(arrays[0])
+    parts = [self(fn, params, *(a[i:i + chunk] for a in arrays), size=chunk)
+             for i in range(0, n, chunk)]
+    return jax.tree.map(lambda *xs: np.concatenate(xs), *parts)

@@ -134,7 +134,7 @@ def make_train_step(experiment: Experiment):
       out_specs=(parallel.REPLICATED, parallel.REPLICATED), donate_argnums=(0,))
 
 
-def _format_duration(seconds: float) -> str:
+def format_duration(seconds: float) -> str:
   if not math.isfinite(seconds):
     return '?'
   seconds = int(seconds)
@@ -209,7 +209,7 @@ def train(experiment: Experiment, workdir: str, evaluate=None) -> str:
         shown = ' | '.join(f'{k} {v:.4g}' for k, v in metrics.items()
                            if k in ('loss', 'grad_norm', 'd_loss', 'g_loss', 'elbo'))
         _say(is_chief, f'step {step}/{tcfg.num_steps} | {shown} | {rate:.2f} steps/s | '
-             f'ETA {_format_duration(eta)}')
+             f'ETA {format_duration(eta)}')
 
     with _Preemption() as preemption:
       for step in range(start, tcfg.num_steps):

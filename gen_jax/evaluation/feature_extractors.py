@@ -51,13 +51,9 @@ class _Batched:
     self._chunk = -(-chunk // devices) * devices  # one compilation for every chunk
 
   def __call__(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    features, probs = [], []
-    for i in range(0, len(images), self._chunk):
-      f, p = self._rows(self._per_device, self._params, images[i:i + self._chunk],
-                        size=self._chunk)
-      features.append(np.asarray(f, np.float32))
-      probs.append(np.asarray(p, np.float32))
-    return np.concatenate(features), np.concatenate(probs)
+    features, probs = self._rows.in_chunks(self._per_device, self._params, images,
+                                           chunk=self._chunk)
+    return features.astype(np.float32), probs.astype(np.float32)
 
 
 class ClassifierExtractor:
