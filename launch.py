@@ -13,6 +13,7 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
+from gen_jax import host_memory
 from gen_jax import runner
 from gen_jax.errors import UserError
 
@@ -75,6 +76,8 @@ def main(argv):
                              mode=_MODE.value, launch_script=os.path.abspath(__file__)))
     if _DRY_RUN.value or flags.FLAGS['backend'].present:
       raise UserError('--backend and --dry_run go with --sweep=FILE.')
+    if config.parallel.cpu_tcmalloc and host_memory.use_tcmalloc() == 'missing':
+      print(host_memory.INSTALL_HINT, file=sys.stderr)
     result = runner.run(config, _WORKDIR.value, _MODE.value, config_file=config_file,
                         coordinator_address=_COORDINATOR.value,
                         num_processes=_NUM_PROCESSES.value, process_id=_PROCESS_ID.value)

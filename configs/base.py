@@ -47,6 +47,9 @@ def get_base_config() -> ml_collections.ConfigDict:
   config.parallel = ml_collections.ConfigDict()
   # CPU only: devices to split each batch over (0: one per core, dividing the batches).
   config.parallel.cpu_devices = 0
+  # CPU only: launch.py re-executes itself with tcmalloc preloaded when the system has it
+  # (gen_jax/host_memory.py: training 1.25x faster). False: keep the system's malloc.
+  config.parallel.cpu_tcmalloc = True
 
   config.sampling = ml_collections.ConfigDict()
   config.sampling.num_samples = 64  # images per sample grid / `--mode=sample` run.

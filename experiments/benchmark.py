@@ -7,8 +7,10 @@ fp32, and protocol as ../shared/peers/diffusers_bench.py: warm-up steps, then th
 of timed train steps; DDIM (50 steps, 10 with --quick) on the whole batch; compile time
 reported separately. Prints one JSON object (also written to --out).
 
-On the CPU the batch is split over one device per core (gen_jax's default); set
-XLA_FLAGS=--xla_force_host_platform_device_count=N to choose.
+On the CPU the batch is split over one device per core, and the process re-executes
+itself with tcmalloc preloaded where the system has it (gen_jax's defaults, as
+`launch.py` does); set XLA_FLAGS=--xla_force_host_platform_device_count=N to choose the
+split, and --no-tcmalloc to keep the system's malloc.
 """
 
 import argparse
@@ -22,6 +24,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from configs import bench_peer  # pylint: disable=g-import-not-at-top,wrong-import-position
+from gen_jax import host_memory  # pylint: disable=g-import-not-at-top,wrong-import-position
 from gen_jax import parallel  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 
@@ -36,6 +39,8 @@ def parse_args(argv=None):
   p.add_argument('--ddim-steps', type=int, default=None, help='DDIM steps (50; quick 10)')
   p.add_argument('--seed', type=int, default=0)
   p.add_argument('--out', default=None, help='also write the JSON here')
+  p.add_argument('--no-tcmalloc', action='store_true',
+                 help="keep the system's malloc (the A/B of gen_jax/host_memory.py)")
   a = p.parse_args(argv)
   a.warmup = a.warmup if a.warmup is not None else (1 if a.quick else 2)
   a.train_steps = a.train_steps if a.train_steps is not None else (3 if a.quick else 10)
@@ -138,6 +143,9 @@ def bench_net(name: str, a) -> dict:
 
 def main(argv=None):
   a = parse_args(argv)
+  allocator = 'system malloc (--no-tcmalloc)' if a.no_tcmalloc else host_memory.use_tcmalloc()
+  if allocator == 'missing':
+    print(host_memory.INSTALL_HINT, file=sys.stderr)
   nets = [n.strip() for n in a.nets.split(',') if n.strip()]
   batches = [bench_peer.get_config(n).training.batch_size for n in nets]
   parallel.configure_cpu_devices(parallel.choose_cpu_device_count(min(batches)))
@@ -157,7 +165,8 @@ def main(argv=None):
       'mode': 'quick' if a.quick else 'full', 'args': vars(a),
       'versions': {'jax': jax.__version__, 'flax': flax.__version__, 'optax': optax.__version__},
       'devices': {'backend': jax.default_backend(), 'count': jax.device_count(),
-                  'kind': jax.devices()[0].device_kind, 'xla_flags': os.environ.get('XLA_FLAGS')},
+                  'kind': jax.devices()[0].device_kind, 'xla_flags': os.environ.get('XLA_FLAGS'),
+                  'malloc': {'tcmalloc': allocator, 'LD_PRELOAD': os.environ.get('LD_PRELOAD')}},
       'machine': {'nproc': os.cpu_count(), 'cpu_model': cpu, 'platform': platform.platform(),
                   'python': sys.version.split()[0]},
       'models': {}}

@@ -28,13 +28,18 @@ def test_group_norm_equals_flax_forward_and_gradients(shape, groups, silu):
   params = _random_params(shapes, offset=1.0)
   np.testing.assert_allclose(fused.apply(params, x), plain.apply(params, x),
                              rtol=1e-5, atol=1e-5)
-  dy = jax.random.normal(keys[3], shape)
+  _assert_same_gradients(fused, plain, params, x, jax.random.normal(keys[3], shape),
+                         x_atol=1e-5, params_atol=1e-4)
+
+
+def _assert_same_gradients(fused, plain, params, x, dy, x_atol, params_atol):
+  """The two modules' gradients of sum(f(x) * dy), for the input and every parameter."""
   grad = lambda m: jax.jit(jax.grad(lambda p, x: jnp.sum(m.apply(p, x) * dy), argnums=(0, 1)))(
       params, x)
   (gp_fused, gx_fused), (gp_plain, gx_plain) = grad(fused), grad(plain)
-  np.testing.assert_allclose(gx_fused, gx_plain, rtol=1e-4, atol=1e-5)
+  np.testing.assert_allclose(gx_fused, gx_plain, rtol=1e-4, atol=x_atol)
   for a, b in zip(jax.tree.leaves(gp_fused), jax.tree.leaves(gp_plain)):
-    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=params_atol)
 
 
 class PlainGroupNorm(nn.GroupNorm):
@@ -80,3 +85,28 @@ def test_res_block_equals_the_flax_groupnorm_block(monkeypatch):
   np.testing.assert_allclose(out_new, out_ref, rtol=1e-4, atol=1e-5)
   for a, b in zip(jax.tree.leaves(grad_new), jax.tree.leaves(grad_ref)):
     np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-6)
+
+
+@pytest.mark.parametrize('shape', [(2, 7, 5, 3), (2, 14, 14, 64)])
+def test_upsample_conv_equals_resize_then_conv(shape):
+  keys = jax.random.split(jax.random.PRNGKey(1), 3)
+  x = jax.random.normal(keys[0], shape)
+  fused, plain = layers.Upsample(with_conv=True), PlainUpsample()
+  shapes = jax.eval_shape(lambda: plain.init(keys[1], x))
+  assert jax.eval_shape(lambda: fused.init(keys[1], x)) == shapes  # checkpoints keep loading
+  params = _random_params(shapes)
+  out = fused.apply(params, x)
+  assert out.shape == (shape[0], 2 * shape[1], 2 * shape[2], shape[3])
+  np.testing.assert_allclose(out, plain.apply(params, x), rtol=1e-4, atol=1e-4)
+  _assert_same_gradients(fused, plain, params, x, jax.random.normal(keys[2], out.shape),
+                         x_atol=1e-3, params_atol=1e-3)
+
+
+class PlainUpsample(nn.Module):
+  """The U-Net's previous upsampling: resize 2x (nearest), then nn.Conv 3x3 named 'conv'."""
+
+  @nn.compact
+  def __call__(self, x):
+    b, h, w, c = x.shape
+    x = jax.image.resize(x, (b, 2 * h, 2 * w, c), method='nearest')
+    return nn.Conv(c, (3, 3), kernel_init=layers.default_init, name='conv')(x)
