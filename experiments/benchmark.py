@@ -71,7 +71,45 @@ def _cpu_times():
   return busy, own, time.perf_counter()
 
 
-def bench_net(name: str, a) -> dict:
+def model_gflop_per_image(model, params, image_shape) -> dict:
+  """The U-Net's FLOPs for one image (XLA cost analysis): forward, and forward + gradient.
+
+  Counted on an unsharded one-image program, so the figure is the model's, not a device's
+  share; the train step's optimizer update and noise draws are left out (a few %).
+  """
+  import jax  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  x, t = jnp.zeros((1, *image_shape)), jnp.zeros((1,), jnp.int32)
+  key = jax.random.PRNGKey(0)
+
+  def flops(fn):
+    cost = jax.jit(fn).lower(params).compile().cost_analysis()
+    return float((cost[0] if isinstance(cost, list) else cost)['flops']) / 1e9
+
+  forward = flops(lambda p: model.apply(p, x, t))
+  train = flops(jax.grad(lambda p: jnp.sum(model.apply(p, x, t, train=True,
+                                                       rngs={'dropout': key}))))
+  return {'forward': forward, 'train_step': train}
+
+
+def matmul_gflop_s(mesh, n: int = 2048) -> float:
+  """All devices' fp32 matmul rate, measured: one (n, n) @ (n, n) per device at once."""
+  import jax  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  devices = mesh.size
+  sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(parallel.DATA_AXIS))
+  a = jax.device_put(jnp.ones((devices, n, n), jnp.float32), sharding)  # (D, n, n)
+  matmul = jax.jit(lambda a: jnp.einsum('dij,djk->dik', a, a), out_shardings=sharding)
+  jax.block_until_ready(matmul(a))
+  times = []
+  for _ in range(5):
+    t0 = time.perf_counter()
+    jax.block_until_ready(matmul(a))
+    times.append(time.perf_counter() - t0)
+  return devices * 2 * n**3 / statistics.median(times) / 1e9
+
+
+def bench_net(name: str, a, peak_gflop_s: float) -> dict:
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
@@ -96,7 +134,10 @@ def bench_net(name: str, a) -> dict:
                 'label': np.zeros((batch_size,), np.int32),
                 'index': np.arange(batch_size, dtype=np.int32)}
   batch = parallel.host_local_to_global(host_batch, mesh)
-  result = {'params': int(params), 'batch': batch_size, 'config': f'configs/bench_peer.py:{name}'}
+  gflop = model_gflop_per_image(experiment.model, jax.tree.map(np.asarray, state.params),
+                                (size, size, config.bench_channels))
+  result = {'params': int(params), 'batch': batch_size, 'config': f'configs/bench_peer.py:{name}',
+            'gflop_per_image': gflop}
 
   # Train step: compile (timed alone), warm-up, then the median of timed steps.
   step_fn = trainer.make_train_step(experiment)
@@ -117,7 +158,9 @@ def bench_net(name: str, a) -> dict:
       'compile_s': compile_s, 'median_s': median, 'min_s': min(times), 'max_s': max(times),
       'all_s': [round(t, 5) for t in times], 'images_per_s': batch_size / median,
       'warmup_steps': a.warmup, 'timed_steps': a.train_steps,
-      'last_loss': float(metrics['loss']), 'foreign_cpu_cores': foreign_cpu_cores(start)}
+      'last_loss': float(metrics['loss']), 'foreign_cpu_cores': foreign_cpu_cores(start),
+      'gflop_s': gflop['train_step'] * batch_size / median,
+      'fraction_of_matmul_rate': gflop['train_step'] * batch_size / median / peak_gflop_s}
 
   # DDIM on the whole batch: compile alone, then one timed run.
   sampler = experiment._sampler(batch_size)  # pylint: disable=protected-access
@@ -137,6 +180,8 @@ def bench_net(name: str, a) -> dict:
       'seconds_per_image_step': seconds / (n * batch_size),
       'image_steps_per_s': n * batch_size / seconds,
       'finite': bool(jnp.all(jnp.isfinite(images))), 'foreign_cpu_cores': foreign_cpu_cores(start),
+      'gflop_s': gflop['forward'] * n * batch_size / seconds,
+      'fraction_of_matmul_rate': gflop['forward'] * n * batch_size / seconds / peak_gflop_s,
       'scheduler': 'linear betas, T=1000, leading spacing, eta 0, x0 clipped'}}
   return result
 
@@ -170,12 +215,17 @@ def main(argv=None):
       'machine': {'nproc': os.cpu_count(), 'cpu_model': cpu, 'platform': platform.platform(),
                   'python': sys.version.split()[0]},
       'models': {}}
+  # The machine's own yardstick: model GFLOP/s over this is what the nets make of the
+  # hardware (on a GPU, the fp32 matmul rate; MFU against a datasheet peak is not computed).
+  result['devices']['matmul_gflop_s'] = peak = matmul_gflop_s(parallel.make_mesh())
   for name in nets:
-    result['models'][name] = bench_net(name, a)
+    result['models'][name] = bench_net(name, a, peak)
     m = result['models'][name]
     print(f"[{name}] params={m['params']:,} train {m['train']['images_per_s']:.1f} img/s "
           f"(compile {m['train']['compile_s']:.1f}s); DDIM "
-          f"{m['sample']['ddim']['seconds_per_image_step'] * 1e3:.2f} ms/image-step",
+          f"{m['sample']['ddim']['seconds_per_image_step'] * 1e3:.2f} ms/image-step; "
+          f"{m['train']['fraction_of_matmul_rate']:.0%} and "
+          f"{m['sample']['ddim']['fraction_of_matmul_rate']:.0%} of the matmul rate",
           file=sys.stderr, flush=True)
   result['total_wall_s'] = time.perf_counter() - t_start
   foreign = [p['foreign_cpu_cores'] for m in result['models'].values()

@@ -47,3 +47,32 @@ def test_benchmark_command_prints_the_fields_the_readme_names(tmp_path):
                 small['sample']['ddim']['compile_s']):
     assert value > 0
   assert small['sample']['ddim']['finite'] and result['devices']['count'] == 2
+  # Backward costs about twice the forward pass; utilization is a positive fraction.
+  assert 2.5 < small['gflop_per_image']['train_step'] / small['gflop_per_image']['forward'] < 3.5
+  assert result['devices']['matmul_gflop_s'] > 0
+  for phase in (small['train'], small['sample']['ddim']):
+    assert 0 < phase['fraction_of_matmul_rate'] < 2
+
+
+def test_flop_count_matches_the_closed_form_of_a_convolution():
+  """The benchmark's FLOP counter on one 3x3 'SAME' conv, squared: 2 multiply-adds per
+  kernel tap that lands inside the image ((3H - 2)(3W - 2) of them per channel pair, the
+  padding is not counted), plus the bias add and the square; the parameter gradient adds
+  the weight gradient's as many (the network input needs no gradient)."""
+  import flax.linen as nn  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from experiments import benchmark  # pylint: disable=g-import-not-at-top
+
+  class OneConv(nn.Module):
+    @nn.compact
+    def __call__(self, x, t, train=False):
+      del t, train
+      return jnp.square(nn.Conv(16, (3, 3))(x))  # nonlinear: the gradient needs the forward
+
+  params = OneConv().init(jax.random.PRNGKey(0), np.zeros((1, 12, 12, 8)), None)
+  gflop = benchmark.model_gflop_per_image(OneConv(), params, (12, 12, 8))
+  conv_flops = 2 * (3 * 12 - 2) ** 2 * 8 * 16
+  elementwise = 2 * 12 * 12 * 16  # bias add, square
+  np.testing.assert_allclose(gflop['forward'] * 1e9, conv_flops + elementwise, rtol=1e-9)
+  np.testing.assert_allclose(gflop['train_step'] * 1e9, 2 * conv_flops, rtol=0.05)
