@@ -18,6 +18,9 @@ def get_diffusion_config() -> ml_collections.ConfigDict:
   config.model.dropout = 0.0  # dropout in residual blocks.
   config.model.num_groups = 8  # GroupNorm groups (must divide every level's channels).
   config.model.resample_with_conv = True  # conv after upsample / strided conv to downsample.
+  # Computation dtype: 'float32', or 'bfloat16' for mixed precision on GPUs/TPUs (parameters,
+  # optimizer, GroupNorm statistics, softmax and the output stay float32; slower on CPUs).
+  config.model.dtype = 'float32'
 
   config.diffusion = ml_collections.ConfigDict()
   config.diffusion.schedule = 'linear'  # 'linear' (Ho et al.) or 'cosine' (Nichol & Dhariwal).

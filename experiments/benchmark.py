@@ -1,6 +1,7 @@
 """Benchmark: gen_jax's U-Net train step and DDIM sampler on the diffusers peer's work.
 
     python experiments/benchmark.py [--quick] [--nets small,cifar10] [--out FILE]
+        [--small-batch N] [--cifar-batch N] [--dtype float32|bfloat16] [--no-tcmalloc]
 
 Same networks (configs/bench_peer.py), batches (64 and 16), random weights and data,
 fp32, and protocol as ../shared/peers/diffusers_bench.py: warm-up steps, then the median
@@ -37,6 +38,11 @@ def parse_args(argv=None):
   p.add_argument('--warmup', type=int, default=None, help='warm-up train steps (2; quick 1)')
   p.add_argument('--train-steps', type=int, default=None, help='timed steps (10; quick 3)')
   p.add_argument('--ddim-steps', type=int, default=None, help='DDIM steps (50; quick 10)')
+  p.add_argument('--small-batch', type=int, default=None, help='small-net batch (64, the peer\'s)')
+  p.add_argument('--cifar-batch', type=int, default=None,
+                 help='cifar10-net batch (16, the peer\'s; e.g. 128 on a GPU)')
+  p.add_argument('--dtype', default='float32', choices=('float32', 'bfloat16'),
+                 help='U-Net computation dtype (model.dtype; bfloat16 = mixed precision)')
   p.add_argument('--seed', type=int, default=0)
   p.add_argument('--out', default=None, help='also write the JSON here')
   p.add_argument('--no-tcmalloc', action='store_true',
@@ -69,6 +75,12 @@ def _cpu_times():
   except (OSError, ValueError, IndexError):
     return None, None, time.perf_counter()
   return busy, own, time.perf_counter()
+
+
+def batch_size_of(name: str, a) -> int:
+  """The batch of net `name`: the peer's, unless --small-batch / --cifar-batch say."""
+  override = {'small': a.small_batch, 'cifar10': a.cifar_batch}.get(name)
+  return override or bench_peer.get_config(name).training.batch_size
 
 
 def model_gflop_per_image(model, params, image_shape) -> dict:
@@ -118,6 +130,8 @@ def bench_net(name: str, a, peak_gflop_s: float) -> dict:
 
   config = bench_peer.get_config(name)
   config.seed = a.seed
+  config.training.batch_size = config.sampling.num_samples = batch_size_of(name, a)
+  config.model.dtype = a.dtype
   config.sampling.num_steps = a.ddim_steps
   batch_size = config.training.batch_size
   size = config.data.image_size
@@ -136,7 +150,8 @@ def bench_net(name: str, a, peak_gflop_s: float) -> dict:
   batch = parallel.host_local_to_global(host_batch, mesh)
   gflop = model_gflop_per_image(experiment.model, jax.tree.map(np.asarray, state.params),
                                 (size, size, config.bench_channels))
-  result = {'params': int(params), 'batch': batch_size, 'config': f'configs/bench_peer.py:{name}',
+  result = {'params': int(params), 'batch': batch_size, 'dtype': a.dtype,
+            'config': f'configs/bench_peer.py:{name}',
             'gflop_per_image': gflop}
 
   # Train step: compile (timed alone), warm-up, then the median of timed steps.
@@ -192,7 +207,7 @@ def main(argv=None):
   if allocator == 'missing':
     print(host_memory.INSTALL_HINT, file=sys.stderr)
   nets = [n.strip() for n in a.nets.split(',') if n.strip()]
-  batches = [bench_peer.get_config(n).training.batch_size for n in nets]
+  batches = [batch_size_of(n, a) for n in nets]
   parallel.configure_cpu_devices(parallel.choose_cpu_device_count(min(batches)))
   import jax  # pylint: disable=g-import-not-at-top
   import flax  # pylint: disable=g-import-not-at-top
@@ -205,7 +220,7 @@ def main(argv=None):
   except OSError:
     pass
   result = {
-      'benchmark': 'gen_jax U-Net train step and DDIM sampler (random weights, fp32)',
+      'benchmark': 'gen_jax U-Net train step and DDIM sampler (random weights, args.dtype)',
       'date_utc': time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime()),
       'mode': 'quick' if a.quick else 'full', 'args': vars(a),
       'versions': {'jax': jax.__version__, 'flax': flax.__version__, 'optax': optax.__version__},

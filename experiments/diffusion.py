@@ -42,6 +42,8 @@ def validate(config) -> None:
       (s.ddpm_variance in ('small', 'large'), f"sampling.ddpm_variance must be 'small' "
        f"or 'large', not {s.ddpm_variance!r}"),
       (0.0 <= s.eta <= 1.0, f'sampling.eta must be in [0, 1], not {s.eta}'),
+      (_model_dtype(m) in ('float32', 'bfloat16'), f"model.dtype must be 'float32' or "
+       f"'bfloat16', not {_model_dtype(m)!r}"),
       (all(m.ch * k % m.num_groups == 0 for k in m.ch_mult),
        f'model.num_groups={m.num_groups} must divide every level\'s channels '
        f'{[m.ch * k for k in m.ch_mult]}'),
@@ -53,6 +55,10 @@ def validate(config) -> None:
   if size % 2 ** (len(m.ch_mult) - 1):
     raise UserError(f'data.image_size={size} must divide by 2^(len(model.ch_mult)-1)='
                     f'{2 ** (len(m.ch_mult) - 1)} for the U-Net to downsample it.')
+
+
+def _model_dtype(model_config) -> str:
+  return model_config.get('dtype', 'float32')  # configs saved before the field: float32
 
 
 class DiffusionExperiment(base.SingleNetworkExperiment):
@@ -98,7 +104,7 @@ class DiffusionExperiment(base.SingleNetworkExperiment):
                       attn_resolutions=tuple(m.attn_resolutions), dropout=m.dropout,
                       num_groups=m.num_groups, out_channels=self.image_shape[-1],
                       resample_with_conv=m.resample_with_conv,
-                      num_classes=self.num_classes)
+                      num_classes=self.num_classes, dtype=jnp.dtype(_model_dtype(m)))
     self.schedule = schedules.make_schedule(d.schedule, d.num_timesteps, d.beta_start,
                                             d.beta_end)
     self.optimizer, self.lr_schedule = optim.make_optimizer(config.optim,

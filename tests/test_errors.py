@@ -56,6 +56,7 @@ def test_sample_without_checkpoint(tmp_path, tiny_ddpm):
     ('--config.diffusion.prediction=score', 'diffusion.prediction'),
     ('--config.sampling.sampler=euler', 'sampling.sampler'),
     ('--config.model.num_groups=3', 'model.num_groups'),
+    ('--config.model.dtype=float16', 'model.dtype'),
     ('--config.data.image_size=7', 'data.image_size'),
     ('--config.training.log_every=0', 'training.log_every must be >= 1'),
 ])

@@ -72,3 +72,31 @@ def test_timestep_embedding_closed_form():
   want = np.concatenate([np.sin(7 * freqs), np.cos(7 * freqs)])
   np.testing.assert_allclose(emb[1], want, rtol=1e-5, atol=1e-6)
   np.testing.assert_allclose(emb[0], [0, 0, 0, 0, 1, 1, 1, 1])
+
+
+def test_bfloat16_compute_keeps_float32_parameters_and_tracks_the_float32_net():
+  kwargs = dict(ch=16, ch_mult=(1, 2), num_res_blocks=1, attn_resolutions=(4,), num_groups=4,
+                num_classes=3)
+  net32, net16 = UNet(**kwargs), UNet(**kwargs, dtype=jnp.bfloat16)
+  keys = jax.random.split(jax.random.PRNGKey(0), 3)
+  x, t, y = jax.random.normal(keys[0], (4, 8, 8, 3)), jnp.array([0, 10, 500, 999]), jnp.arange(4) % 3
+  shapes = jax.eval_shape(lambda: net32.init(keys[1], x, t, y))
+  assert jax.eval_shape(lambda: net16.init(keys[1], x, t, y)) == shapes  # float32 parameters
+  # Random weights everywhere (the zero-initialised last convs would hide every difference).
+  leaves, tree = jax.tree.flatten(shapes)
+  rng = np.random.default_rng(0)
+  params = jax.tree.unflatten(tree, [jnp.asarray(0.2 * rng.standard_normal(p.shape), jnp.float32)
+                                     for p in leaves])
+  out32, out16 = (jax.jit(net.apply)(params, x, t, y) for net in (net32, net16))
+  assert out16.dtype == jnp.float32 and out16.shape == out32.shape
+  rel = float(jnp.linalg.norm(out16 - out32) / jnp.linalg.norm(out32))
+  assert 1e-4 < rel < 0.05, rel  # bfloat16 rounding (8 mantissa bits), not another function
+
+  def grads(net):
+    return jax.jit(jax.grad(lambda p: jnp.mean(net.apply(p, x, t, y) ** 2)))(params)
+
+  g32, g16 = jax.tree.leaves(grads(net32)), jax.tree.leaves(grads(net16))
+  assert all(g.dtype == jnp.float32 for g in g16)
+  flat32, flat16 = jnp.concatenate([g.ravel() for g in g32]), jnp.concatenate([g.ravel() for g in g16])
+  cosine = float(flat32 @ flat16 / (jnp.linalg.norm(flat32) * jnp.linalg.norm(flat16)))
+  assert cosine > 0.99, cosine

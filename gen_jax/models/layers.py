@@ -2,6 +2,7 @@
 
 import functools
 import math
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -109,18 +110,21 @@ class GroupNorm(nn.Module):
   """`group_norm` as a module with flax.linen.GroupNorm's parameters ('scale', 'bias': (C,)).
 
   A drop-in for `nn.GroupNorm(num_groups, epsilon)` (followed by `nn.silu` when `silu`):
-  the same function and parameter tree, faster on the CPU.
+  the same function and parameter tree, faster on the CPU. Statistics are always taken in
+  float32; the result is cast to `dtype` (bfloat16 for mixed precision).
   """
   num_groups: int = 32
   epsilon: float = 1e-6
   silu: bool = False
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x):  # (B, H, W, C) -> (B, H, W, C)
     c = x.shape[-1]
     scale = self.param('scale', nn.initializers.ones, (c,))
     bias = self.param('bias', nn.initializers.zeros, (c,))
-    return group_norm(x, scale, bias, self.num_groups, self.epsilon, self.silu)
+    y = group_norm(x.astype(jnp.float32), scale, bias, self.num_groups, self.epsilon, self.silu)
+    return y.astype(self.dtype)
 
 
 class ResBlock(nn.Module):
@@ -128,39 +132,46 @@ class ResBlock(nn.Module):
   out_ch: int
   num_groups: int = 32
   dropout: float = 0.0
+  dtype: Any = jnp.float32  # computation dtype; parameters stay float32
 
   @nn.compact
   def __call__(self, x, temb, train: bool):  # x: (B, H, W, C), temb: (B, D)
-    h = GroupNorm(self.num_groups, silu=True, name='norm1')(x)
-    h = nn.Conv(self.out_ch, (3, 3), kernel_init=default_init, name='conv1')(h)
-    h = h + nn.Dense(self.out_ch, kernel_init=default_init, name='temb_proj')(
-        nn.silu(temb))[:, None, None, :]
-    h = GroupNorm(self.num_groups, silu=True, name='norm2')(h)
+    h = GroupNorm(self.num_groups, silu=True, dtype=self.dtype, name='norm1')(x)
+    h = nn.Conv(self.out_ch, (3, 3), kernel_init=default_init, dtype=self.dtype,
+                name='conv1')(h)
+    h = h + nn.Dense(self.out_ch, kernel_init=default_init, dtype=self.dtype,
+                     name='temb_proj')(nn.silu(temb))[:, None, None, :]
+    h = GroupNorm(self.num_groups, silu=True, dtype=self.dtype, name='norm2')(h)
     h = nn.Dropout(self.dropout, deterministic=not train)(h)
-    h = nn.Conv(self.out_ch, (3, 3), kernel_init=zero_init, name='conv2')(h)
+    h = nn.Conv(self.out_ch, (3, 3), kernel_init=zero_init, dtype=self.dtype, name='conv2')(h)
     if x.shape[-1] != self.out_ch:
-      x = nn.Dense(self.out_ch, kernel_init=default_init, name='skip')(x)  # 1x1 "nin"
-    return x + h
+      x = nn.Dense(self.out_ch, kernel_init=default_init, dtype=self.dtype,
+                   name='skip')(x)  # 1x1 "nin"
+    return x.astype(self.dtype) + h
 
 
 class AttnBlock(nn.Module):
   """Single-head self-attention over all pixels, with a residual connection."""
   num_groups: int = 32
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x):  # (B, H, W, C)
     b, height, width, c = x.shape
-    h = GroupNorm(self.num_groups, name='norm')(x)
-    qkv = nn.Dense(3 * c, kernel_init=default_init, name='qkv')(h)
+    h = GroupNorm(self.num_groups, dtype=self.dtype, name='norm')(x)
+    qkv = nn.Dense(3 * c, kernel_init=default_init, dtype=self.dtype, name='qkv')(h)
     q, k, v = jnp.split(qkv.reshape(b, height * width, 3 * c), 3, axis=-1)  # (B, N, C) each
-    weights = jax.nn.softmax(jnp.einsum('bnc,bmc->bnm', q, k) / math.sqrt(c), axis=-1)
+    logits = jnp.einsum('bnc,bmc->bnm', q, k).astype(jnp.float32) / math.sqrt(c)
+    weights = jax.nn.softmax(logits, axis=-1).astype(self.dtype)  # softmax in float32
     h = jnp.einsum('bnm,bmc->bnc', weights, v).reshape(b, height, width, c)
-    return x + nn.Dense(c, kernel_init=zero_init, name='proj_out')(h)
+    return x.astype(self.dtype) + nn.Dense(c, kernel_init=zero_init, dtype=self.dtype,
+                                           name='proj_out')(h)
 
 
 class Downsample(nn.Module):
   """Halves H and W: a stride-2 3x3 conv, or 2x2 average pooling."""
   with_conv: bool = True
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x):  # (B, H, W, C) -> (B, H/2, W/2, C)
@@ -168,7 +179,7 @@ class Downsample(nn.Module):
       # Pad bottom/right only, as the DDPM code (and diffusers' downsample_padding=0).
       x = jnp.pad(x, ((0, 0), (0, 1), (0, 1), (0, 0)))
       return nn.Conv(x.shape[-1], (3, 3), strides=(2, 2), padding='VALID',
-                     kernel_init=default_init, name='conv')(x)
+                     kernel_init=default_init, dtype=self.dtype, name='conv')(x)
     return nn.avg_pool(x, (2, 2), strides=(2, 2))
 
 
@@ -214,21 +225,23 @@ def upsample_conv(x: jax.Array, kernel: jax.Array, bias: jax.Array) -> jax.Array
 class UpsampleConv(nn.Module):
   """`upsample_conv` with nn.Conv's parameters ('kernel': (3, 3, C, O), 'bias': (O,))."""
   features: int
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x):  # (B, H, W, C) -> (B, 2H, 2W, features)
     kernel = self.param('kernel', default_init, (3, 3, x.shape[-1], self.features))
     bias = self.param('bias', nn.initializers.zeros, (self.features,))
-    return upsample_conv(x, kernel, bias)
+    return upsample_conv(*(a.astype(self.dtype) for a in (x, kernel, bias)))
 
 
 class Upsample(nn.Module):
   """Doubles H and W: nearest neighbour, then optionally a 3x3 conv."""
   with_conv: bool = True
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x):  # (B, H, W, C) -> (B, 2H, 2W, C)
     b, h, w, c = x.shape
     if self.with_conv:
-      return UpsampleConv(c, name='conv')(x)  # the same function, without the upsampling
+      return UpsampleConv(c, dtype=self.dtype, name='conv')(x)  # the same function, without the upsampling
     return jax.image.resize(x, (b, 2 * h, 2 * w, c), method='nearest')

@@ -1,6 +1,8 @@
 """The U-Net of Ho et al. 2020 (DDPM), sized by base channels and per-level multipliers."""
 
-from typing import Sequence
+from typing import Any, Sequence
+
+import functools
 
 import flax.linen as nn
 import jax
@@ -23,6 +25,8 @@ class UNet(nn.Module):
     resample_with_conv: learnable up/down-sampling.
     num_classes: > 0 adds a class embedding to the time embedding; label `num_classes`
       is the "null" class (classifier-free guidance).
+    dtype: computation dtype (jnp.bfloat16 for mixed precision). Parameters, GroupNorm
+      statistics, the softmax and the output stay float32.
   """
   ch: int = 128
   ch_mult: Sequence[int] = (1, 2, 2, 2)
@@ -33,6 +37,7 @@ class UNet(nn.Module):
   out_channels: int = 0
   resample_with_conv: bool = True
   num_classes: int = 0
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x: jax.Array, t: jax.Array, y: jax.Array | None = None,
@@ -40,40 +45,46 @@ class UNet(nn.Module):
     """x: (B, H, W, C) in about [-1, 1]; t: (B,) int; y: (B,) int or None. -> (B, H, W, C')."""
     temb_dim = 4 * self.ch
     temb = layers.timestep_embedding(t, self.ch)  # (B, ch)
-    temb = nn.Dense(temb_dim, kernel_init=layers.default_init, name='temb_dense0')(temb)
-    temb = nn.Dense(temb_dim, kernel_init=layers.default_init, name='temb_dense1')(
-        nn.silu(temb))  # (B, 4ch)
+    dense = functools.partial(nn.Dense, temb_dim, kernel_init=layers.default_init,
+                              dtype=self.dtype)
+    temb = dense(name='temb_dense0')(temb)
+    temb = dense(name='temb_dense1')(nn.silu(temb))  # (B, 4ch)
     if self.num_classes > 0:
       if y is None:
         y = jnp.full(t.shape, self.num_classes, jnp.int32)  # unconditional = null class
-      temb = temb + nn.Embed(self.num_classes + 1, temb_dim, name='class_embed')(y)
+      temb = temb + nn.Embed(self.num_classes + 1, temb_dim, dtype=self.dtype,
+                             name='class_embed')(y)
 
     def res_block(h, out_ch):
-      return layers.ResBlock(out_ch, self.num_groups, self.dropout)(h, temb, train)
+      return layers.ResBlock(out_ch, self.num_groups, self.dropout, self.dtype)(h, temb, train)
 
     def maybe_attend(h):
-      return layers.AttnBlock(self.num_groups)(h) if h.shape[1] in self.attn_resolutions else h
+      if h.shape[1] not in self.attn_resolutions:
+        return h
+      return layers.AttnBlock(self.num_groups, self.dtype)(h)
 
-    h = nn.Conv(self.ch, (3, 3), kernel_init=layers.default_init, name='conv_in')(x)
+    h = nn.Conv(self.ch, (3, 3), kernel_init=layers.default_init, dtype=self.dtype,
+                name='conv_in')(x)
     skips = [h]
     for level, mult in enumerate(self.ch_mult):  # down
       for _ in range(self.num_res_blocks):
         h = maybe_attend(res_block(h, self.ch * mult))
         skips.append(h)
       if level != len(self.ch_mult) - 1:
-        h = layers.Downsample(self.resample_with_conv)(h)
+        h = layers.Downsample(self.resample_with_conv, self.dtype)(h)
         skips.append(h)
 
     h = res_block(h, h.shape[-1])  # middle
-    h = layers.AttnBlock(self.num_groups)(h)
+    h = layers.AttnBlock(self.num_groups, self.dtype)(h)
     h = res_block(h, h.shape[-1])
 
     for level, mult in reversed(list(enumerate(self.ch_mult))):  # up
       for _ in range(self.num_res_blocks + 1):
         h = maybe_attend(res_block(jnp.concatenate([h, skips.pop()], axis=-1), self.ch * mult))
       if level != 0:
-        h = layers.Upsample(self.resample_with_conv)(h)
+        h = layers.Upsample(self.resample_with_conv, self.dtype)(h)
 
-    h = layers.GroupNorm(self.num_groups, silu=True, name='norm_out')(h)
-    return nn.Conv(self.out_channels or x.shape[-1], (3, 3), kernel_init=layers.zero_init,
-                   name='conv_out')(h)
+    h = layers.GroupNorm(self.num_groups, silu=True, dtype=self.dtype, name='norm_out')(h)
+    out = nn.Conv(self.out_channels or x.shape[-1], (3, 3), kernel_init=layers.zero_init,
+                  dtype=self.dtype, name='conv_out')(h)
+    return out.astype(jnp.float32)  # losses and samplers work in float32
