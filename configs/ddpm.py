@@ -19,7 +19,7 @@ def get_diffusion_config() -> ml_collections.ConfigDict:
   config.model.num_groups = 8  # GroupNorm groups (must divide every level's channels).
   config.model.resample_with_conv = True  # conv after upsample / strided conv to downsample.
   # Computation dtype: 'float32', or 'bfloat16' for mixed precision on GPUs/TPUs (parameters,
-  # optimizer, GroupNorm statistics, softmax and the output stay float32; slower on CPUs).
+  # optimizer, GroupNorm statistics, softmax and the output stay float32; no faster on CPUs).
   config.model.dtype = 'float32'
 
   config.diffusion = ml_collections.ConfigDict()

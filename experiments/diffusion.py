@@ -250,9 +250,7 @@ class DiffusionExperiment(base.SingleNetworkExperiment):
 
   def _held_out(self) -> data.ArrayDataset:
     """`data.eval_split`, cut to `eval.vlb_examples` if set."""
-    held_out = data.load_dataset(self.config.data, self.config.data.eval_split)
-    n = self.config.eval.vlb_examples or len(held_out)
-    return data.ArrayDataset(held_out.images[:n], held_out.labels[:n], held_out.num_classes)
+    return data.load_held_out(self.config.data, self.config.eval.vlb_examples)
 
   def write_samples(self, state: TrainState, step: int, workdir: str, prefix: str) -> list:
     """Samples with the EMA parameters; writes a PNG grid and an .npz (process 0)."""

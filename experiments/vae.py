@@ -155,9 +155,7 @@ class VAEExperiment(base.SingleNetworkExperiment):
   # --- evaluation ------------------------------------------------------------------------
   def _load_eval_data(self) -> data.ArrayDataset:
     """The held-out split (`data.eval_split`), cut to `vae.eval_examples` if set."""
-    held_out = data.load_dataset(self.config.data, self.config.data.eval_split)
-    n = self.config.vae.eval_examples or len(held_out)
-    return data.ArrayDataset(held_out.images[:n], held_out.labels[:n], held_out.num_classes)
+    return data.load_held_out(self.config.data, self.config.vae.eval_examples)
 
   def eval_dataset(self) -> data.ArrayDataset:
     """The held-out examples that evaluation and the figures use."""

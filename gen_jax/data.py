@@ -138,6 +138,13 @@ def load_dataset(data_config, split: str) -> ArrayDataset:
   return dataset
 
 
+def load_held_out(data_config, max_examples: int = 0) -> ArrayDataset:
+  """The held-out split (`data.eval_split`), its first `max_examples` (0: all of it)."""
+  held_out = load_dataset(data_config, data_config.eval_split)
+  n = max_examples or len(held_out)
+  return ArrayDataset(held_out.images[:n], held_out.labels[:n], held_out.num_classes)
+
+
 def train_source(dataset: ArrayDataset, config) -> 'BatchSource':
   """The training batch order of a run: its global batch, seed, flips, this process."""
   import jax  # pylint: disable=g-import-not-at-top

@@ -49,7 +49,7 @@ def _group_stats(x, num_groups, epsilon):
   mean = _group_mean(jnp.sum(x, axis=(1, 2)), num_groups, count)
   mean_sq = _group_mean(jnp.sum(jnp.square(x), axis=(1, 2)), num_groups, count)
   inv_std = lax.rsqrt(jnp.maximum(mean_sq - jnp.square(mean), 0.0) + epsilon)
-  return mean, inv_std, count
+  return mean, inv_std
 
 
 def _affine(x, mean, inv_std, scale, bias):
@@ -80,7 +80,7 @@ def group_norm(x, scale, bias, num_groups: int, epsilon: float, silu: bool):
 
 
 def _group_norm_fwd(x, scale, bias, num_groups, epsilon, silu):
-  mean, inv_std, _ = _group_stats(x, num_groups, epsilon)
+  mean, inv_std = _group_stats(x, num_groups, epsilon)
   z, _ = _affine(x, mean, inv_std, scale, bias)
   return nn.silu(z) if silu else z, (x, scale, bias, mean, inv_std)
 
