@@ -84,8 +84,8 @@ class DiffusionExperiment(base.SingleNetworkExperiment):
     self._train_data = train_data
     if image_shape is None:
       if self._train_data is None:
-        self._train_data = data.load_dataset(config.data, config.data.train_split)
-      image_shape = self._train_data.images.shape[1:]
+        self._train_data = data.load_train_data(config.data)
+      image_shape = self._train_data.image_shape
     self.image_shape = tuple(image_shape)  # (H, W, C)
     d = config.diffusion
     self.num_classes = 0
