@@ -278,3 +278,44 @@ def test_bad_loader_options():
     grain_source(data.load_train_data(data_config('digits')), on_bad='ignore')
   with pytest.raises(UserError, match='data.resize'):
     input_pipeline.folder_dataset('/nonexistent', data_config('folder:x', resize='cubic'))
+
+
+# --- end to end: configs/ddpm_folder.py through launch.py -----------------------------------
+
+TINY_FOLDER_DDPM = [
+    '--config=configs/ddpm_folder.py',
+    '--config.data.image_size=8',
+    '--config.data.num_workers=1',
+    '--config.model.ch=8',
+    '--config.model.ch_mult=(1,2)',
+    '--config.model.attn_resolutions=(4,)',
+    '--config.model.num_groups=4',
+    '--config.model.num_res_blocks=1',
+    '--config.diffusion.num_timesteps=20',
+    '--config.sampling.num_steps=5',
+    '--config.sampling.num_samples=8',
+    '--config.training.batch_size=8',
+    '--config.training.num_steps=3',
+    '--config.training.log_every=1',
+    '--config.training.sample_every=3',
+    '--config.training.async_checkpoints=False',
+    '--config.optim.warmup_steps=1',
+]
+
+
+def test_ddpm_folder_config_trains_on_a_generated_folder(folder, tmp_path):
+  from tests.conftest import read_jsonl, run_launch
+  workdir = str(tmp_path / 'run')
+  proc = run_launch([*TINY_FOLDER_DDPM, f'--config.data.dataset=folder:{folder}',
+                     f'--workdir={workdir}'])
+  assert 'data: reading image folder' in proc.stdout and '1 worker process' in proc.stdout
+  assert [m['step'] for m in read_jsonl(os.path.join(workdir, 'metrics.jsonl'))] == [1, 2, 3]
+  samples = np.load(os.path.join(workdir, 'samples', 'train_step0000003_ddim5_eta0.npz'))
+  assert samples['images'].shape == (8, 8, 8, 3)
+
+
+def test_launch_names_a_missing_folder_in_one_line(tmp_path):
+  from tests.conftest import assert_one_line_error, run_launch
+  proc = run_launch([*TINY_FOLDER_DDPM, f'--config.data.dataset=folder:{tmp_path}/none',
+                     f'--workdir={tmp_path}/run'], check=False)
+  assert_one_line_error(proc, f'{tmp_path}/none', 'does not exist')
