@@ -178,7 +178,8 @@ def choose_loader(data_config, split: str) -> tuple[str, str]:
   """('memory' or 'grain', why) for `split` under `data.loader`.
 
   'auto' takes grain when the split, as float32 images at `data.image_size`, would take
-  more than `data.max_memory_bytes`; embedded datasets are always in memory.
+  more than `data.max_memory_bytes`, or for random crops; embedded datasets are always in
+  memory.
   """
   loader = data_config.get('loader', 'memory')
   if loader not in LOADERS:
@@ -188,6 +189,8 @@ def choose_loader(data_config, split: str) -> tuple[str, str]:
   name = data_config.dataset
   if name in EMBEDDED_DATASETS:
     return 'memory', f'{name} is embedded'
+  if data_config.get('crop', 'center') == 'random':
+    return 'grain', "data.crop='random' crops each image as it is read"
   count, channels = _split_size(data_config, split)
   size = data_config.image_size
   nbytes = count * size * size * channels * 4

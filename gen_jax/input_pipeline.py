@@ -226,7 +226,7 @@ def list_folder(root: str, labels_from_subfolders: bool) -> tuple[list[str], np.
                     f'needs a directory of PNG / JPEG files).')
   paths = []
   for directory, subdirs, files in os.walk(root, followlinks=True):
-    subdirs.sort()
+    subdirs[:] = sorted(d for d in subdirs if not d.startswith('.'))  # .git, .ipynb_checkpoints
     for name in sorted(files):
       if name.lower().endswith(IMAGE_EXTENSIONS) and not name.startswith('.'):
         paths.append(os.path.relpath(os.path.join(directory, name), root))
