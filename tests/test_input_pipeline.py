@@ -306,7 +306,6 @@ TINY_FOLDER_DDPM = [
     '--config.sampling.num_steps=5',
     '--config.sampling.num_samples=8',
     '--config.training.batch_size=8',
-    '--config.training.num_steps=3',
     '--config.training.log_every=1',
     '--config.training.sample_every=0',  # the sampler's compile is the other tests' business
     '--config.training.async_checkpoints=False',
@@ -314,14 +313,23 @@ TINY_FOLDER_DDPM = [
 ]
 
 
-def test_ddpm_folder_config_trains_on_a_generated_folder(folder, tmp_path):
-  from tests.conftest import read_jsonl, run_launch
-  workdir = str(tmp_path / 'run')
-  proc = run_launch([*TINY_FOLDER_DDPM, f'--config.data.dataset=folder:{folder}',
-                     f'--workdir={workdir}'])
+def test_ddpm_folder_config_trains_and_resumes_exactly(folder, tmp_path):
+  """launch.py on a generated folder; a run stopped at step 2 and resumed (in-process
+  threads) logs bitwise the losses of an uninterrupted run (one worker process)."""
+  from tests.conftest import losses_by_step, run_launch
+  common = [*TINY_FOLDER_DDPM, f'--config.data.dataset=folder:{folder}',
+            '--config.training.checkpoint_every=2', '--config.training.num_steps=4']
+  straight, resumed = str(tmp_path / 'straight'), str(tmp_path / 'resumed')
+  proc = run_launch([*common, f'--workdir={straight}'])
   assert 'data: reading image folder' in proc.stdout and '1 worker process' in proc.stdout
-  assert [m['step'] for m in read_jsonl(os.path.join(workdir, 'metrics.jsonl'))] == [1, 2, 3]
-  assert os.path.isdir(os.path.join(workdir, 'checkpoints', '3'))
+  run_launch([*common, f'--workdir={resumed}', '--config.data.num_workers=0',
+              '--config.training.num_steps=2'])
+  proc = run_launch([*common, f'--workdir={resumed}', '--config.data.num_workers=0'])
+  assert 'resuming at step 2' in proc.stdout
+  want, got = losses_by_step(straight), losses_by_step(resumed)
+  assert sorted(want) == sorted(got) == [1, 2, 3, 4]
+  for step in (3, 4):
+    assert got[step] == want[step], step  # same batches, same keys
 
 
 def test_launch_names_a_missing_folder_in_one_line(tmp_path):
