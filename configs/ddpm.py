@@ -23,7 +23,7 @@ def get_diffusion_config() -> ml_collections.ConfigDict:
   config.model.dtype = 'float32'
 
   config.diffusion = ml_collections.ConfigDict()
-  config.diffusion.schedule = 'linear'  # 'linear' (Ho et al.) or 'cosine' (Nichol & Dhariwal).
+  config.diffusion.schedule = 'linear'  # 'linear' (Ho), 'cosine' (Nichol), 'scaled_linear'.
   config.diffusion.num_timesteps = 1000  # T; timesteps are t = 0..T-1.
   config.diffusion.beta_start = 1e-4  # linear schedule: beta at t = 0.
   config.diffusion.beta_end = 0.02  # linear schedule: beta at t = T-1.

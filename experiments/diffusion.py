@@ -270,3 +270,44 @@ class DiffusionExperiment(base.SingleNetworkExperiment):
       np.savez_compressed(base + '.npz', **arrays)
       print(f'wrote {base}.png ({len(images)} samples)', flush=True)
     return [base + '.png', base + '.npz']
+
+
+def load_denoiser(workdir: str, ema: bool = True):
+  """The network of a diffusion workdir (trained or imported) as one function.
+
+  Args:
+    workdir: a diffusion run's directory (config.json and checkpoints/).
+    ema: use the EMA parameters (False: the raw ones) of the latest checkpoint.
+  Returns:
+    f(x, t) -> out: x (B, H, W, C) float32 images in [-1, 1], t (B,) integer timesteps
+    0..T-1; out (B, H, W, C) float32, the raw network output (eps, x0 or v, as the run's
+    `diffusion.prediction` says). Compiled once per input shape. A class-conditional run
+    is evaluated with its null class (the unconditional network).
+  Raises:
+    UserError: no diffusion run or no checkpoint in `workdir`.
+  """
+  import json  # pylint: disable=g-import-not-at-top
+  import ml_collections  # pylint: disable=g-import-not-at-top
+  from gen_jax import checkpoint  # pylint: disable=g-import-not-at-top
+  from gen_jax import trainer  # pylint: disable=g-import-not-at-top
+  workdir = os.path.abspath(workdir)
+  config_path = os.path.join(workdir, 'config.json')
+  if not os.path.exists(config_path):
+    raise UserError(f'{workdir} is not a gen_jax run (no config.json).')
+  with open(config_path) as f:
+    config = ml_collections.ConfigDict(json.load(f))
+  if config.family != 'diffusion':
+    raise UserError(f'{workdir} is a {config.family!r} run, not a diffusion one.')
+  image_shape = None  # a conditional run reads its classes off the dataset
+  if not config.diffusion.class_conditional:  # the image channels from the checkpoint
+    ckpt = checkpoint.Checkpointer(workdir, async_save=False)
+    try:
+      in_kernel = ckpt.saved_shapes()['params/params/conv_in/kernel']  # (3, 3, C, ch)
+    finally:
+      ckpt.close()
+    image_shape = (config.data.image_size, config.data.image_size, in_kernel[2])
+  experiment = DiffusionExperiment(config, parallel.make_mesh(), image_shape=image_shape)
+  state = trainer.restore_latest(experiment, workdir)
+  params = state.ema_params if ema else state.params
+  apply = jax.jit(lambda p, x, t: experiment.model.apply(p, x, t, train=False))
+  return lambda x, t: apply(params, jnp.asarray(x, jnp.float32), jnp.asarray(t, jnp.int32))
