@@ -3,7 +3,8 @@
 tests/data/diffusers/ is made by tools/make_diffusers_fixtures.py with diffusers 0.42.1:
 two tiny random-weight UNet2DModels (cifar_like: a model folder; bedroom_like: a pipeline
 folder), each with its outputs on fixed inputs and the final samples of DDPMScheduler /
-DDIMScheduler stepping it from the noise gen_jax's samplers draw.
+DDIMScheduler stepping it from the noise gen_jax's samplers draw; cifar_like_bin holds
+cifar_like's weights as a torch .bin with diffusers 0.0.x's attention names.
 """
 
 import json
@@ -156,22 +157,20 @@ def test_params_round_trip_through_the_state_dict():
       diffusers_unet.diffusers_config_from_spec(spec)) == spec
 
 
-def test_legacy_attention_names_are_read():
-  """google/ddpm-* weights name attention query/key/value/proj_attn, as diffusers 0.0.x did."""
-  folder = os.path.join(DATA, 'cifar_like')
-  spec = diffusers_unet.spec_from_diffusers_config(
-      json.load(open(os.path.join(folder, 'config.json'))))
-  sd = diffusers_unet.read_weights(os.path.join(folder, diffusers_unet.WEIGHTS_SAFETENSORS))
-  legacy = {}
-  for key, value in sd.items():
-    for old, new in (('to_q', 'query'), ('to_k', 'key'), ('to_v', 'value'),
-                     ('to_out.0', 'proj_attn')):
-      key = key.replace(f'.{old}.', f'.{new}.')
-    legacy[key] = value
-  assert legacy.keys() != sd.keys()
-  a = diffusers_unet.params_from_state_dict(sd, spec)
-  b = diffusers_unet.params_from_state_dict(legacy, spec)
-  assert jax.tree.all(jax.tree.map(np.array_equal, a, b))
+def test_torch_bin_with_legacy_attention_names():
+  """google/ddpm-* checkpoints are torch .bin files naming attention query/key/value/
+  proj_attn (diffusers 0.0.x): cifar_like_bin/ holds cifar_like's weights so, and reads
+  (without torch) to the same parameters, bit for bit."""
+  legacy = diffusers_unet.read_folder(os.path.join(DATA, 'cifar_like_bin'))
+  modern = diffusers_unet.read_folder(os.path.join(DATA, 'cifar_like'))
+  assert set(legacy.files) == {'config.json', 'scheduler_config.json',
+                               'diffusion_pytorch_model.bin'}
+  assert any('.query.' in k for k in legacy.state_dict)
+  spec = diffusers_unet.spec_from_diffusers_config(legacy.unet_config)
+  a = diffusers_unet.params_from_state_dict(legacy.state_dict, spec)
+  b = diffusers_unet.params_from_state_dict(modern.state_dict, spec)
+  assert jax.tree.structure(a) == jax.tree.structure(b)
+  assert all(x.tobytes() == y.tobytes() for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
 
 
 UNET_REFUSALS = [

@@ -22,6 +22,10 @@ PRNGKey(0), PRNGKey(1) and PRNGKey(2) (gen_jax/diffusion/samplers.py: split the 
 (initial noise, step key); the noise of timestep t is normal(fold_in(step key, t))).
 DDIM steps use use_clipped_model_output=True: gen_jax re-derives eps from the clipped x0.
 
+cifar_like_bin/ holds cifar_like's weights as the google/ddpm-* checkpoints store theirs:
+a torch.save'd diffusion_pytorch_model.bin with diffusers 0.0.x's attention names
+(query/key/value/proj_attn), read by gen_jax without torch.
+
 It then imports cifar_like with experiments/import_diffusers.py, exports it back with
 experiments/export_diffusers.py, loads the export with UNet2DModel.from_pretrained and
 DDPMPipeline.from_pretrained, and writes what it saw to export_check.json.
@@ -212,6 +216,30 @@ def make_fixture(name, spec, tmp):
   return unet, expected
 
 
+def make_legacy_bin():
+  """cifar_like's weights as a torch .bin with the old attention names (cifar_like_bin/)."""
+  import shutil  # pylint: disable=g-import-not-at-top
+  import torch  # pylint: disable=g-import-not-at-top
+  import diffusers  # pylint: disable=g-import-not-at-top
+  source, folder = os.path.join(OUT, 'cifar_like'), os.path.join(OUT, 'cifar_like_bin')
+  os.makedirs(folder, exist_ok=True)
+  for name in ('config.json', 'scheduler_config.json'):
+    shutil.copy(os.path.join(source, name), folder)
+  state_dict = diffusers.UNet2DModel.from_pretrained(source).state_dict()
+  legacy = {}
+  for key, value in state_dict.items():
+    for new, old in (('to_q', 'query'), ('to_k', 'key'), ('to_v', 'value'),
+                     ('to_out.0', 'proj_attn')):
+      key = key.replace(f'.{new}.', f'.{old}.')
+    legacy[key] = value.clone()
+  torch.save(legacy, os.path.join(folder, 'diffusion_pytorch_model.bin'))
+  # diffusers itself reads it back (renaming the attention weights) to the same outputs.
+  loaded = diffusers.UNet2DModel.from_pretrained(folder).eval()
+  with np.load(os.path.join(source, 'expected.npz')) as e:
+    diff = np.max(np.abs(unet_out(loaded, e['x'], TIMESTEPS) - e['out']))
+  print(f'cifar_like_bin: legacy names, torch .bin; diffusers reads it to max abs diff {diff}')
+
+
 def check_export(unet, expected, tmp):
   """Import cifar_like into gen_jax, export it, and load the export with diffusers."""
   import torch  # pylint: disable=g-import-not-at-top
@@ -288,13 +316,16 @@ def main():
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument('--full_cifar10', action='store_true',
                       help='only the full-size CIFAR-10 check')
+  parser.add_argument('--legacy_bin', action='store_true',
+                      help='only cifar_like_bin/, from the cifar_like/ already there')
   args = parser.parse_args()
   os.makedirs(OUT, exist_ok=True)
   with tempfile.TemporaryDirectory() as tmp:
-    if args.full_cifar10:
-      check_full_cifar10(tmp)
+    if args.full_cifar10 or args.legacy_bin:
+      check_full_cifar10(tmp) if args.full_cifar10 else make_legacy_bin()
       return
     made = {name: make_fixture(name, spec, tmp) for name, spec in MODELS.items()}
+    make_legacy_bin()
     check_export(*made['cifar_like'], tmp)
   total = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(OUT) for f in fs)
   print(f'{OUT}: {total / 1024:.0f} KiB')
