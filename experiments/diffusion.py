@@ -47,6 +47,11 @@ def validate(config) -> None:
       (all(m.ch * k % m.num_groups == 0 for k in m.ch_mult),
        f'model.num_groups={m.num_groups} must divide every level\'s channels '
        f'{[m.ch * k for k in m.ch_mult]}'),
+      (unet_options(m)['downsample_padding'] in (0, 1), f'model.downsample_padding must be '
+       f'0 or 1, not {unet_options(m)["downsample_padding"]}'),
+      (all(m.ch * k % (unet_options(m)['attn_head_dim'] or 1) == 0 for k in m.ch_mult),
+       f'model.attn_head_dim={unet_options(m)["attn_head_dim"]} must divide every level\'s '
+       f'channels {[m.ch * k for k in m.ch_mult]} (0: one head)'),
   ]
   for ok, message in checks:
     if not ok:
@@ -59,6 +64,16 @@ def validate(config) -> None:
 
 def _model_dtype(model_config) -> str:
   return model_config.get('dtype', 'float32')  # configs saved before the field: float32
+
+
+# The U-Net's numerics options (configs/ddpm.py) and their values in configs saved before
+# them: the DDPM U-Net's.
+UNET_OPTIONS = {'norm_eps': 1e-6, 'flip_sin_to_cos': False, 'freq_shift': 1.0,
+                'downsample_padding': 0, 'attn_head_dim': 0}
+
+
+def unet_options(model_config) -> dict:
+  return {k: model_config.get(k, default) for k, default in UNET_OPTIONS.items()}
 
 
 class DiffusionExperiment(base.SingleNetworkExperiment):
@@ -104,7 +119,8 @@ class DiffusionExperiment(base.SingleNetworkExperiment):
                       attn_resolutions=tuple(m.attn_resolutions), dropout=m.dropout,
                       num_groups=m.num_groups, out_channels=self.image_shape[-1],
                       resample_with_conv=m.resample_with_conv,
-                      num_classes=self.num_classes, dtype=jnp.dtype(_model_dtype(m)))
+                      num_classes=self.num_classes, dtype=jnp.dtype(_model_dtype(m)),
+                      **unet_options(m))
     self.schedule = schedules.make_schedule(d.schedule, d.num_timesteps, d.beta_start,
                                             d.beta_end)
     self.optimizer, self.lr_schedule = optim.make_optimizer(config.optim,

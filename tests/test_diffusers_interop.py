@@ -1,10 +1,11 @@
 """diffusers UNet2DModel import/export against committed diffusers outputs (no torch here).
 
 tests/data/diffusers/ is made by tools/make_diffusers_fixtures.py with diffusers 0.42.1:
-two tiny random-weight UNet2DModels (cifar_like: a model folder; bedroom_like: a pipeline
-folder), each with its outputs on fixed inputs and the final samples of DDPMScheduler /
-DDIMScheduler stepping it from the noise gen_jax's samplers draw; cifar_like_bin holds
-cifar_like's weights as a torch .bin with diffusers 0.0.x's attention names.
+tiny random-weight UNet2DModels (cifar_like: a model folder; bedroom_like: a pipeline
+folder; defaults_like: diffusers' own defaults and multi-head attention), each with its
+outputs on fixed inputs and the final samples of DDPMScheduler / DDIMScheduler stepping it
+from the noise gen_jax's samplers draw; cifar_like_bin holds cifar_like's weights as a torch
+.bin with diffusers 0.0.x's attention names.
 """
 
 import json
@@ -27,7 +28,10 @@ from gen_jax.interop import diffusers_unet
 from tests.conftest import REPO, run_launch
 
 DATA = os.path.join(REPO, 'tests', 'data', 'diffusers')
-MODELS = ('cifar_like', 'bedroom_like')
+MODELS = ('cifar_like', 'bedroom_like')  # with sampler fixtures tested here
+# diffusers' own defaults where they differ from the DDPM U-Net (flip_sin_to_cos=True,
+# freq_shift=0, norm_eps=1e-5, downsample_padding=1) and multi-head attention.
+NETWORKS = MODELS + ('defaults_like',)
 # float32 against float32 (torch vs XLA convolutions, sums in other orders): the error
 # relative to the output's scale, max |ours - diffusers| / max |diffusers|.
 NETWORK_RTOL = 1e-5
@@ -50,7 +54,7 @@ def expected(name):
 def imported(tmp_path_factory):
   """name -> (workdir, imported.json record), each imported once with configs/ddpm.py."""
   runs = {}
-  for name in MODELS:
+  for name in NETWORKS:
     workdir = str(tmp_path_factory.mktemp('imported') / name)
     record = import_diffusers.import_checkpoint(os.path.join(DATA, name), workdir)
     runs[name] = workdir, record
@@ -62,7 +66,7 @@ def denoisers(imported):
   return {name: diffusion.load_denoiser(workdir) for name, (workdir, _) in imported.items()}
 
 
-@pytest.mark.parametrize('name', MODELS)
+@pytest.mark.parametrize('name', NETWORKS)
 def test_imported_network_equals_diffusers(denoisers, name):
   e = expected(name)
   out = denoisers[name](e['x'], e['t'])  # t = 0, 17, 999
@@ -81,6 +85,16 @@ def test_layouts_and_mapped_fields(imported):
   assert set(bedroom['files_sha256']) == {
       'unet/config.json', 'scheduler/scheduler_config.json',
       'unet/diffusion_pytorch_model.safetensors'}
+  options = {k: cifar['mapped_fields'].pop(k) for k in (
+      'model.norm_eps', 'model.flip_sin_to_cos', 'model.freq_shift',
+      'model.downsample_padding', 'model.attn_head_dim')}
+  assert options == {'model.norm_eps': 1e-6, 'model.flip_sin_to_cos': False,
+                     'model.freq_shift': 1.0, 'model.downsample_padding': 0,
+                     'model.attn_head_dim': 0}
+  defaults = json.load(open(os.path.join(imported['defaults_like'][0], 'imported.json')))
+  assert {k: defaults['mapped_fields'][k] for k in options} == {
+      'model.norm_eps': 1e-5, 'model.flip_sin_to_cos': True, 'model.freq_shift': 0.0,
+      'model.downsample_padding': 1, 'model.attn_head_dim': 2}
   assert cifar['mapped_fields'] == {
       'data.image_size': 16, 'model.ch': 4, 'model.ch_mult': [1, 2, 2],
       'model.num_res_blocks': 2, 'model.attn_resolutions': [8], 'model.num_groups': 2,
@@ -145,11 +159,12 @@ def test_export_then_import_is_bit_exact(imported, tmp_path):
   assert check['DDPMPipeline.from_pretrained'] == 'loaded'
 
 
-def test_params_round_trip_through_the_state_dict():
+@pytest.mark.parametrize('folder', ['bedroom_like/unet', 'defaults_like'])
+def test_params_round_trip_through_the_state_dict(folder):
   spec = diffusers_unet.spec_from_diffusers_config(
-      json.load(open(os.path.join(DATA, 'bedroom_like', 'unet', 'config.json'))))
+      json.load(open(os.path.join(DATA, folder, 'config.json'))))
   sd = diffusers_unet.read_weights(
-      os.path.join(DATA, 'bedroom_like', 'unet', diffusers_unet.WEIGHTS_SAFETENSORS))
+      os.path.join(DATA, folder, diffusers_unet.WEIGHTS_SAFETENSORS))
   back = diffusers_unet.state_dict_from_params(diffusers_unet.params_from_state_dict(sd, spec),
                                                spec)
   assert set(back) == set(sd) and all(np.array_equal(back[k], sd[k]) for k in sd)
@@ -174,11 +189,10 @@ def test_torch_bin_with_legacy_attention_names():
 
 
 UNET_REFUSALS = [
-    ({'flip_sin_to_cos': True}, 'flip_sin_to_cos=True'),
-    ({'freq_shift': 0}, 'freq_shift=0'),
-    ({'norm_eps': 1e-5}, 'norm_eps=1e-05'),
-    ({'downsample_padding': 1}, 'downsample_padding=1'),
-    ({'attention_head_dim': 4}, 'attention_head_dim=4'),
+    ({'downsample_padding': 2}, 'downsample_padding=2'),
+    ({'attention_head_dim': 3}, 'attention_head_dim=3'),
+    ({'time_embedding_type': 'fourier'}, "time_embedding_type='fourier'"),
+    ({'resnet_time_scale_shift': 'scale_shift'}, "resnet_time_scale_shift='scale_shift'"),
     ({'act_fn': 'gelu'}, "act_fn='gelu'"),
     ({'cross_attention_dim': 64}, 'cross_attention_dim=64'),
     ({'down_block_types': ['DownBlock2D', 'CrossAttnDownBlock2D', 'DownBlock2D']},
@@ -217,10 +231,10 @@ def test_import_command_refuses_in_one_line(tmp_path, capsys):
   bad = tmp_path / 'bad'
   shutil.copytree(os.path.join(DATA, 'cifar_like'), bad)
   config = json.loads((bad / 'config.json').read_text())
-  (bad / 'config.json').write_text(json.dumps(dict(config, flip_sin_to_cos=True)))
+  (bad / 'config.json').write_text(json.dumps(dict(config, act_fn='gelu')))
   assert import_diffusers.main([f'--source={bad}', f'--workdir={tmp_path / "run"}']) == 2
   err = capsys.readouterr().err.strip()
-  assert err.startswith('error: ') and 'flip_sin_to_cos=True' in err and '\n' not in err
+  assert err.startswith('error: ') and "act_fn='gelu'" in err and '\n' not in err
   assert not os.path.exists(tmp_path / 'run' / 'checkpoints')  # nothing half-written
 
 
@@ -279,6 +293,19 @@ def test_sample_mode_and_ledger_on_an_imported_run(imported, tmp_path):
   rows = [line for line in table.splitlines() if '| fid |' in line]
   assert any(f'imported {DATA}/bedroom_like' in r and '(bedroom_like' in r for r in rows), table
   assert any(r.rstrip(' |').endswith('trained') and '(trained' in r for r in rows), table
+
+
+def test_timestep_embedding_options_closed_form():
+  from gen_jax.models import layers  # pylint: disable=g-import-not-at-top
+  t = np.array([0, 7, 999])
+  for flip, shift in ((False, 1.0), (True, 0.0)):
+    freqs = np.exp(-np.log(10000.0) * np.arange(4) / (4 - shift))
+    args = t[:, None] * freqs[None, :]
+    parts = [np.sin(args), np.cos(args)]
+    closed = np.concatenate(parts[::-1] if flip else parts, axis=-1)
+    emb = layers.timestep_embedding(jax.numpy.asarray(t), 8, flip_sin_to_cos=flip,
+                                    freq_shift=shift)
+    np.testing.assert_allclose(emb, closed, rtol=1e-5, atol=1e-5)
 
 
 def test_load_denoiser_refuses_a_non_run(tmp_path):

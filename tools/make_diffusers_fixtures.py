@@ -22,6 +22,10 @@ PRNGKey(0), PRNGKey(1) and PRNGKey(2) (gen_jax/diffusion/samplers.py: split the 
 (initial noise, step key); the noise of timestep t is normal(fold_in(step key, t))).
 DDIM steps use use_clipped_model_output=True: gen_jax re-derives eps from the clipped x0.
 
+  defaults_like/ a model folder with diffusers' own UNet2DModel defaults where they differ
+                 from the DDPM U-Net (flip_sin_to_cos, freq_shift 0, norm_eps 1e-5,
+                 downsample_padding 1) and 2-channel attention heads.
+
 cifar_like_bin/ holds cifar_like's weights as the google/ddpm-* checkpoints store theirs:
 a torch.save'd diffusion_pytorch_model.bin with diffusers 0.0.x's attention names
 (query/key/value/proj_attn), read by gen_jax without torch.
@@ -72,6 +76,17 @@ MODELS = {
         scheduler=dict(num_train_timesteps=20, beta_schedule='squaredcos_cap_v2',
                        prediction_type='v_prediction', variance_type='fixed_small',
                        clip_sample=False)),
+    'defaults_like': dict(
+        layout='model',
+        family=dict(flip_sin_to_cos=True, freq_shift=0, norm_eps=1e-5, downsample_padding=1,
+                    attention_head_dim=2),  # diffusers' defaults, with 2-channel heads
+        unet=dict(sample_size=8, in_channels=3, out_channels=3, block_out_channels=(4, 8),
+                  layers_per_block=1, norm_num_groups=2,
+                  down_block_types=('DownBlock2D', 'AttnDownBlock2D'),
+                  up_block_types=('AttnUpBlock2D', 'UpBlock2D')),
+        scheduler=dict(num_train_timesteps=20, beta_schedule='linear', beta_start=1e-3,
+                       beta_end=0.2, prediction_type='epsilon', variance_type='fixed_small',
+                       clip_sample=True)),
 }
 # The DDPM papers' U-Net as the google/ddpm-* checkpoints configure it.
 DDPM_FAMILY = dict(act_fn='silu', attention_head_dim=None, center_input_sample=False,
@@ -133,11 +148,11 @@ def jax_main(args) -> None:
 
 # --- the diffusers half ------------------------------------------------------------------
 
-def make_unet(unet_kwargs, seed):
+def make_unet(unet_kwargs, seed, family=None):
   import torch  # pylint: disable=g-import-not-at-top
   import diffusers  # pylint: disable=g-import-not-at-top
   torch.manual_seed(seed)
-  unet = diffusers.UNet2DModel(**DDPM_FAMILY, **unet_kwargs).eval()
+  unet = diffusers.UNet2DModel(**dict(DDPM_FAMILY, **(family or {})), **unet_kwargs).eval()
   with torch.no_grad():  # no parameter at its 0/1 init: every one of them matters
     for name, p in unet.named_parameters():
       if 'norm' in name:
@@ -188,7 +203,7 @@ def run_ddim(unet, scheduler_config, x_t, noise, eta):
 def make_fixture(name, spec, tmp):
   import diffusers  # pylint: disable=g-import-not-at-top
   folder = os.path.join(OUT, name)
-  unet = make_unet(spec['unet'], seed=len(name))
+  unet = make_unet(spec['unet'], seed=len(name), family=spec.get('family'))
   scheduler = diffusers.DDPMScheduler(**spec['scheduler'])
   if spec['layout'] == 'pipeline':
     diffusers.DDPMPipeline(unet=unet, scheduler=scheduler).save_pretrained(folder)
@@ -318,9 +333,21 @@ def main():
                       help='only the full-size CIFAR-10 check')
   parser.add_argument('--legacy_bin', action='store_true',
                       help='only cifar_like_bin/, from the cifar_like/ already there')
+  parser.add_argument('--only', default='', help='only this fixture of MODELS')
+  parser.add_argument('--export_check', action='store_true',
+                      help='only export_check.json, from the cifar_like/ already there')
   args = parser.parse_args()
   os.makedirs(OUT, exist_ok=True)
   with tempfile.TemporaryDirectory() as tmp:
+    if args.export_check:
+      import diffusers  # pylint: disable=g-import-not-at-top
+      unet = diffusers.UNet2DModel.from_pretrained(os.path.join(OUT, 'cifar_like')).eval()
+      with np.load(os.path.join(OUT, 'cifar_like', 'expected.npz')) as e:
+        check_export(unet, {k: e[k] for k in e.files}, tmp)
+      return
+    if args.only:
+      make_fixture(args.only, MODELS[args.only], tmp)
+      return
     if args.full_cifar10 or args.legacy_bin:
       check_full_cifar10(tmp) if args.full_cifar10 else make_legacy_bin()
       return

@@ -4,15 +4,14 @@ Pure numpy: weights are read with `safetensors.numpy` (or a `.bin` with the torc
 reader of gen_jax/evaluation/torch_files.py), so nothing here needs torch.
 
 The gen_jax U-Net is the DDPM U-Net of Ho et al. (2020), the network of the `google/ddpm-*`
-checkpoints. In diffusers' terms it is a `UNet2DModel` with
-
-    act_fn='silu', time_embedding_type='positional', flip_sin_to_cos=False, freq_shift=1
-    (embedding [sin, cos] with frequencies 10000^(-i / (d/2 - 1))), norm_eps=1e-6,
-    downsample_padding=0 (pad bottom/right by one, then a stride-2 3x3 conv),
-    downsample_type=upsample_type='conv', resnet_time_scale_shift='default',
-    one attention head of all channels (attention_head_dim=None), self-attention in the
-    middle block, mid_block_scale_factor=1, no class embedding, in_channels=out_channels,
-    and for each level either (DownBlock2D, UpBlock2D) or (AttnDownBlock2D, AttnUpBlock2D).
+checkpoints. In diffusers' terms it is a `UNet2DModel` with act_fn='silu',
+time_embedding_type='positional', downsample_type=upsample_type='conv',
+resnet_time_scale_shift='default', self-attention in the middle block,
+mid_block_scale_factor=1, no class embedding, in_channels=out_channels, and for each level
+either (DownBlock2D, UpBlock2D) or (AttnDownBlock2D, AttnUpBlock2D). flip_sin_to_cos,
+freq_shift, norm_eps, downsample_padding (0 or 1) and attention_head_dim map to the U-Net's
+options of those names (`model.attn_head_dim`: 0 for None, one head of all channels); the
+google checkpoints use the DDPM values False, 1, 1e-6, 0 and None.
 
 Any other value is refused with one line naming the key. The layers correspond one to one
 (`_layer_names`): a diffusers resnet is a `ResBlock_k`, an attention an `AttnBlock_k`, in the
@@ -57,20 +56,19 @@ _DIFFUSERS_DEFAULTS = {
 _FIXED = {
     'center_input_sample': (False, 'inputs are already in [-1, 1]'),
     'time_embedding_type': ('positional', 'the sinusoidal embedding'),
-    'flip_sin_to_cos': (False, 'the embedding is [sin, cos]'),
-    'freq_shift': (1, 'frequencies 10000^(-i / (d/2 - 1))'),
     'mid_block_type': ('UNetMidBlock2D', 'resnet, attention, resnet'),
     'mid_block_scale_factor': (1, 'unscaled residuals'),
-    'downsample_padding': (0, 'bottom/right padding before the stride-2 conv'),
     'downsample_type': ('conv', 'a stride-2 conv'),
     'upsample_type': ('conv', 'nearest 2x, then a 3x3 conv'),
     'act_fn': ('silu', 'SiLU'),
-    'norm_eps': (1e-6, 'GroupNorm epsilon 1e-6'),
     'resnet_time_scale_shift': ('default', 'the time embedding is added'),
     'add_attention': (True, 'attention in the middle block'),
     'class_embed_type': (None, 'no class embedding'),
     'num_class_embeds': (None, 'no class embedding'),
 }
+# gen_jax's U-Net options with their values in configs saved before them (the DDPM U-Net).
+_UNET_OPTION_DEFAULTS = {'norm_eps': 1e-6, 'flip_sin_to_cos': False, 'freq_shift': 1.0,
+                         'downsample_padding': 0, 'attn_head_dim': 0}
 _KNOWN_KEYS = set(_DIFFUSERS_DEFAULTS) | {'_class_name', '_diffusers_version', '_name_or_path'}
 _DOWN = {'DownBlock2D': False, 'AttnDownBlock2D': True}  # block type -> has attention
 _UP = {'UpBlock2D': False, 'AttnUpBlock2D': True}
@@ -89,6 +87,8 @@ class UNetSpec:
     attn_resolutions: resolutions (pixels) of the levels with attention.
     num_groups: GroupNorm groups (norm_num_groups).
     dropout: residual-block dropout (diffusers' `dropout`; no effect on outputs at eval).
+    norm_eps, flip_sin_to_cos, freq_shift, downsample_padding, attn_head_dim: the U-Net's
+      numerics options (gen_jax/models/unet.py).
   """
   image_size: int
   channels: int
@@ -98,6 +98,11 @@ class UNetSpec:
   attn_resolutions: tuple[int, ...]
   num_groups: int
   dropout: float = 0.0
+  norm_eps: float = 1e-6
+  flip_sin_to_cos: bool = False
+  freq_shift: float = 1.0
+  downsample_padding: int = 0
+  attn_head_dim: int = 0
 
   def resolution(self, level: int) -> int:
     return self.image_size // 2 ** level
@@ -110,7 +115,11 @@ class UNetSpec:
     return {'data.image_size': self.image_size, 'model.ch': self.ch,
             'model.ch_mult': tuple(self.ch_mult), 'model.num_res_blocks': self.num_res_blocks,
             'model.attn_resolutions': tuple(self.attn_resolutions),
-            'model.num_groups': self.num_groups, 'model.resample_with_conv': True}
+            'model.num_groups': self.num_groups, 'model.resample_with_conv': True,
+            'model.norm_eps': self.norm_eps, 'model.flip_sin_to_cos': self.flip_sin_to_cos,
+            'model.freq_shift': self.freq_shift,
+            'model.downsample_padding': self.downsample_padding,
+            'model.attn_head_dim': self.attn_head_dim}
 
 
 def _refuse(key: str, value, why: str) -> UserError:
@@ -131,10 +140,10 @@ def spec_from_diffusers_config(config: dict) -> UNetSpec:
       raise _refuse(key, config[key], 'a key UNet2DModel does not have')
   c = dict(_DIFFUSERS_DEFAULTS, **config)
   for key, (wanted, meaning) in _FIXED.items():
-    same = (c[key] == wanted if not isinstance(wanted, float)
-            else c[key] is not None and np.isclose(c[key], wanted, rtol=1e-6, atol=0))
-    if not same:
+    if c[key] != wanted:
       raise _refuse(key, c[key], f'gen_jax supports only {wanted!r}: {meaning}')
+  if c['downsample_padding'] not in (0, 1):
+    raise _refuse('downsample_padding', c['downsample_padding'], 'gen_jax pads by 0 or 1')
   boc = [int(k) for k in c['block_out_channels']]
   ch = boc[0]
   if any(k % ch for k in boc):
@@ -168,16 +177,19 @@ def spec_from_diffusers_config(config: dict) -> UNetSpec:
                   f'down_block_types {down}')
   head_dim = c['attention_head_dim']
   for level, has_attention in list(enumerate(attention)) + [(len(boc) - 1, True)]:
-    if has_attention and head_dim not in (None, boc[level]):
+    if has_attention and head_dim is not None and boc[level] % head_dim:
       raise _refuse('attention_head_dim', head_dim,
-                    f'gen_jax attends with one head of all {boc[level]} channels (null)')
+                    f'it must divide the {boc[level]} channels of every attention')
   if any(k % c['norm_num_groups'] for k in boc):
     raise _refuse('norm_num_groups', c['norm_num_groups'], 'must divide every level')
   return UNetSpec(
       image_size=size, channels=int(c['in_channels']), ch=ch,
       ch_mult=tuple(k // ch for k in boc), num_res_blocks=int(c['layers_per_block']),
       attn_resolutions=tuple(size // 2 ** i for i, a in enumerate(attention) if a),
-      num_groups=int(c['norm_num_groups']), dropout=float(c['dropout'] or 0.0))
+      num_groups=int(c['norm_num_groups']), dropout=float(c['dropout'] or 0.0),
+      norm_eps=float(c['norm_eps']), flip_sin_to_cos=bool(c['flip_sin_to_cos']),
+      freq_shift=float(c['freq_shift']), downsample_padding=int(c['downsample_padding']),
+      attn_head_dim=int(head_dim or 0))
 
 
 def diffusers_config_from_spec(spec: UNetSpec) -> dict:
@@ -191,8 +203,10 @@ def diffusers_config_from_spec(spec: UNetSpec) -> dict:
       'layers_per_block': spec.num_res_blocks,
       'down_block_types': ['AttnDownBlock2D' if a else 'DownBlock2D' for a in attention],
       'up_block_types': ['AttnUpBlock2D' if a else 'UpBlock2D' for a in attention[::-1]],
-      'norm_num_groups': spec.num_groups, 'attention_head_dim': None,
-      'dropout': spec.dropout,
+      'norm_num_groups': spec.num_groups, 'attention_head_dim': spec.attn_head_dim or None,
+      'dropout': spec.dropout, 'norm_eps': spec.norm_eps,
+      'flip_sin_to_cos': spec.flip_sin_to_cos, 'freq_shift': spec.freq_shift,
+      'downsample_padding': spec.downsample_padding,
       **{key: wanted for key, (wanted, _) in _FIXED.items()},
   }
 
@@ -216,10 +230,11 @@ def spec_from_gen_jax_config(config, channels: int) -> UNetSpec:
     if resolution not in levels:
       raise UserError(f'cannot export model.attn_resolutions={tuple(m.attn_resolutions)}: '
                       f'{resolution} is no level\'s resolution ({sorted(levels)}).')
+  options = {k: m.get(k, default) for k, default in _UNET_OPTION_DEFAULTS.items()}
   return UNetSpec(image_size=size, channels=channels, ch=m.ch, ch_mult=tuple(m.ch_mult),
                   num_res_blocks=m.num_res_blocks,
                   attn_resolutions=tuple(sorted(m.attn_resolutions, reverse=True)),
-                  num_groups=m.num_groups, dropout=float(m.dropout))
+                  num_groups=m.num_groups, dropout=float(m.dropout), **options)
 
 
 # --- parameter names ---------------------------------------------------------------------
