@@ -47,6 +47,11 @@ def validate(config) -> None:
       (all(m.ch * k % m.num_groups == 0 for k in m.ch_mult),
        f'model.num_groups={m.num_groups} must divide every level\'s channels '
        f'{[m.ch * k for k in m.ch_mult]}'),
+      (unet_options(m)['downsample_padding'] in (0, 1), f'model.downsample_padding must be '
+       f'0 or 1, not {unet_options(m)["downsample_padding"]}'),
+      (all(m.ch * k % (unet_options(m)['attn_head_dim'] or 1) == 0 for k in m.ch_mult),
+       f'model.attn_head_dim={unet_options(m)["attn_head_dim"]} must divide every level\'s '
+       f'channels {[m.ch * k for k in m.ch_mult]} (0: one head)'),
   ]
   for ok, message in checks:
     if not ok:
@@ -59,6 +64,16 @@ def validate(config) -> None:
 
 def _model_dtype(model_config) -> str:
   return model_config.get('dtype', 'float32')  # configs saved before the field: float32
+
+
+# The U-Net's numerics options (configs/ddpm.py) and their values in configs saved before
+# them: the DDPM U-Net's.
+UNET_OPTIONS = {'norm_eps': 1e-6, 'flip_sin_to_cos': False, 'freq_shift': 1.0,
+                'downsample_padding': 0, 'attn_head_dim': 0}
+
+
+def unet_options(model_config) -> dict:
+  return {k: model_config.get(k, default) for k, default in UNET_OPTIONS.items()}
 
 
 class DiffusionExperiment(base.SingleNetworkExperiment):
@@ -104,7 +119,8 @@ class DiffusionExperiment(base.SingleNetworkExperiment):
                       attn_resolutions=tuple(m.attn_resolutions), dropout=m.dropout,
                       num_groups=m.num_groups, out_channels=self.image_shape[-1],
                       resample_with_conv=m.resample_with_conv,
-                      num_classes=self.num_classes, dtype=jnp.dtype(_model_dtype(m)))
+                      num_classes=self.num_classes, dtype=jnp.dtype(_model_dtype(m)),
+                      **unet_options(m))
     self.schedule = schedules.make_schedule(d.schedule, d.num_timesteps, d.beta_start,
                                             d.beta_end)
     self.optimizer, self.lr_schedule = optim.make_optimizer(config.optim,
@@ -270,3 +286,44 @@ class DiffusionExperiment(base.SingleNetworkExperiment):
       np.savez_compressed(base + '.npz', **arrays)
       print(f'wrote {base}.png ({len(images)} samples)', flush=True)
     return [base + '.png', base + '.npz']
+
+
+def load_denoiser(workdir: str, ema: bool = True):
+  """The network of a diffusion workdir (trained or imported) as one function.
+
+  Args:
+    workdir: a diffusion run's directory (config.json and checkpoints/).
+    ema: use the EMA parameters (False: the raw ones) of the latest checkpoint.
+  Returns:
+    f(x, t) -> out: x (B, H, W, C) float32 images in [-1, 1], t (B,) integer timesteps
+    0..T-1; out (B, H, W, C) float32, the raw network output (eps, x0 or v, as the run's
+    `diffusion.prediction` says). Compiled once per input shape. A class-conditional run
+    is evaluated with its null class (the unconditional network).
+  Raises:
+    UserError: no diffusion run or no checkpoint in `workdir`.
+  """
+  import json  # pylint: disable=g-import-not-at-top
+  import ml_collections  # pylint: disable=g-import-not-at-top
+  from gen_jax import checkpoint  # pylint: disable=g-import-not-at-top
+  from gen_jax import trainer  # pylint: disable=g-import-not-at-top
+  workdir = os.path.abspath(workdir)
+  config_path = os.path.join(workdir, 'config.json')
+  if not os.path.exists(config_path):
+    raise UserError(f'{workdir} is not a gen_jax run (no config.json).')
+  with open(config_path) as f:
+    config = ml_collections.ConfigDict(json.load(f))
+  if config.family != 'diffusion':
+    raise UserError(f'{workdir} is a {config.family!r} run, not a diffusion one.')
+  image_shape = None  # a conditional run reads its classes off the dataset
+  if not config.diffusion.class_conditional:  # the image channels from the checkpoint
+    ckpt = checkpoint.Checkpointer(workdir, async_save=False)
+    try:
+      in_kernel = ckpt.saved_shapes()['params/params/conv_in/kernel']  # (3, 3, C, ch)
+    finally:
+      ckpt.close()
+    image_shape = (config.data.image_size, config.data.image_size, in_kernel[2])
+  experiment = DiffusionExperiment(config, parallel.make_mesh(), image_shape=image_shape)
+  state = trainer.restore_latest(experiment, workdir)
+  params = state.ema_params if ema else state.params
+  apply = jax.jit(lambda p, x, t: experiment.model.apply(p, x, t, train=False))
+  return lambda x, t: apply(params, jnp.asarray(x, jnp.float32), jnp.asarray(t, jnp.int32))

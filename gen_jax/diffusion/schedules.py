@@ -17,6 +17,7 @@ import jax.numpy as jnp
 
 PREDICTIONS = ('eps', 'x0', 'v')
 SCHEDULES = ('linear', 'cosine')
+SCHEDULES += ('scaled_linear',)  # diffusers' beta_schedule of that name (imported checkpoints)
 
 
 def linear_betas(num_timesteps: int, beta_start: float = 1e-4,
@@ -31,6 +32,13 @@ def cosine_betas(num_timesteps: int, s: float = 0.008, max_beta: float = 0.999) 
   f = jnp.cos((steps + s) / (1 + s) * jnp.pi / 2) ** 2
   abar = f / f[0]
   return jnp.clip(1.0 - abar[1:] / abar[:-1], 0.0, max_beta)
+
+
+def scaled_linear_betas(num_timesteps: int, beta_start: float = 0.00085,
+                        beta_end: float = 0.012) -> jax.Array:
+  """diffusers' 'scaled_linear': sqrt(beta) linear from sqrt(start) to sqrt(end). (T,)."""
+  return jnp.linspace(beta_start ** 0.5, beta_end ** 0.5, num_timesteps,
+                      dtype=jnp.float32) ** 2
 
 
 @flax.struct.dataclass
@@ -56,6 +64,8 @@ def make_schedule(kind: str = 'linear', num_timesteps: int = 1000,
     betas = linear_betas(num_timesteps, beta_start, beta_end)
   elif kind == 'cosine':
     betas = cosine_betas(num_timesteps)
+  elif kind == 'scaled_linear':
+    betas = scaled_linear_betas(num_timesteps, beta_start, beta_end)
   else:
     raise ValueError(f'unknown schedule {kind!r}; use one of {SCHEDULES}.')
   return schedule_from_betas(betas)
