@@ -116,10 +116,25 @@ def test_discriminator_blocks_and_projection_head():
   assert p['embed']['kernel'].shape == (10, 16)
   logits = d.apply(variables, x, cw, update_stats=False)
   assert logits.shape == (3,)
-  # The first block has no pre-activation: negative pixels reach it (a ReLU would zero them).
-  neg = d.apply(variables, -x, cw, update_stats=False)
-  relu_first = d.apply(variables, jnp.zeros_like(x), cw, update_stats=False)
-  assert not np.allclose(neg, relu_first)
+  # D's first block is a DBlock without pre-activation (checked below): its captured output
+  # is that of such a block with block0's variables.
+  _, inter = d.apply(variables, x, cw, update_stats=False, mutable=['intermediates'],
+                     capture_intermediates=lambda m, _: m.name == 'block0')
+  first = biggan.DBlock(8, preactivation=False).apply(
+      {'params': p['block0'], 'spectral': variables['spectral']['block0']}, x,
+      update_stats=False)
+  np.testing.assert_allclose(inter['intermediates']['block0']['__call__'][0], first, rtol=1e-5)
+
+
+def test_dblock_preactivation_is_a_leading_relu():
+  """With and without pre-activation the blocks agree on non-negative inputs (the
+  shortcut's 1x1 conv and 2x2 average pooling commute) and differ on negative ones."""
+  x = jax.random.normal(jax.random.key(0), (2, 8, 8, 3))
+  pre, raw = biggan.DBlock(8, preactivation=True), biggan.DBlock(8, preactivation=False)
+  variables = raw.init(jax.random.key(1), x, update_stats=False)
+  run = lambda block, x: block.apply(variables, x, update_stats=False)
+  np.testing.assert_allclose(run(pre, jnp.abs(x)), run(raw, jnp.abs(x)), rtol=1e-4, atol=1e-5)
+  assert float(jnp.abs(run(pre, x) - run(raw, x)).max()) > 1e-3
 
 
 def test_standing_statistics_average_the_batch_statistics():
