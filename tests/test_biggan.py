@@ -17,7 +17,9 @@ from gen_jax import parallel
 from gen_jax.models import biggan
 from gen_jax.objectives import gan
 
-TINY = dict(channels=1, ch=4, ch_mults=(4, 2), num_classes=10, shared_dim=6, attn_res=8)
+# N(0, 0.02) init: the orthogonal initialiser compiles a QR per kernel shape (seconds each).
+TINY = dict(channels=1, ch=4, ch_mults=(4, 2), num_classes=10, shared_dim=6, attn_res=8,
+            init_scheme='dcgan')
 
 
 def test_orthogonal_regularization_matches_closed_form():
@@ -42,7 +44,7 @@ def test_orthogonal_regularization_matches_closed_form():
 def test_conditional_batchnorm_normalises_then_applies_class_gain_and_bias():
   x = jax.random.normal(jax.random.key(0), (6, 3, 3, 5)) * 2.0 + 1.0  # (B, H, W, C)
   cond = jax.random.normal(jax.random.key(1), (6, 7))  # (B, E)
-  module = biggan.ConditionalBatchNorm(spectral_norm=False)
+  module = biggan.ConditionalBatchNorm(spectral_norm=False, init_scheme='dcgan')
   variables = module.init(jax.random.key(2), x, cond, train=False)
   wg = np.asarray(variables['params']['gain']['kernel'])
   wb = np.asarray(variables['params']['bias']['kernel'])
@@ -56,7 +58,7 @@ def test_conditional_batchnorm_normalises_then_applies_class_gain_and_bias():
   # Running statistics: momentum 0.9 from (0, 1).
   np.testing.assert_allclose(new['batch_stats']['bn']['mean'], 0.1 * mean, rtol=1e-4)
   # With spectral norm the projections keep their shapes and outputs their shape.
-  sn = biggan.ConditionalBatchNorm()
+  sn = biggan.ConditionalBatchNorm(init_scheme='dcgan')
   v = sn.init(jax.random.key(2), x, cond, train=False)
   assert v['params']['gain']['kernel'].shape == (7, 5) and 'spectral' in v
   assert sn.apply(v, x, cond, train=False).shape == x.shape
@@ -81,6 +83,7 @@ def test_hierarchical_z_split():
     assert params[f'block{i}']['bn1']['gain']['kernel'].shape[0] == 6 + 4
     assert params[f'block{i}']['bn2']['bias']['kernel'].shape == (10, ch)
   # Block 1's chunk (z[:, 8:12]) enters at block 1: block 0's output ignores it, the image not.
+  @jax.jit
   def run(z):
     out, inter = g.apply(variables, z, cw, train=False, mutable=['intermediates'],
                          capture_intermediates=lambda m, _: m.name == 'block0')
@@ -93,7 +96,7 @@ def test_hierarchical_z_split():
 
 def test_attention_is_the_identity_at_init_and_attends_over_pooled_positions():
   x = jax.random.normal(jax.random.key(0), (2, 4, 4, 16))
-  attn = biggan.Attention()
+  attn = biggan.Attention('dcgan')
   variables = attn.init(jax.random.key(1), x, update_stats=False)
   p = variables['params']
   assert float(p['gamma']) == 0.0
@@ -107,7 +110,7 @@ def test_attention_is_the_identity_at_init_and_attends_over_pooled_positions():
 
 def test_discriminator_blocks_and_projection_head():
   d = biggan.BigGANDiscriminator(ch=4, ch_mults=(2, 4, 4), num_down=2, num_classes=10,
-                                 attn_res=8)
+                                 attn_res=8, init_scheme='dcgan')
   x, cw = jnp.ones((3, 16, 16, 1)), jax.nn.one_hot(jnp.array([0, 1, 2]), 10)
   variables = d.init(jax.random.key(0), x, cw, update_stats=False)
   p = variables['params']
@@ -120,7 +123,7 @@ def test_discriminator_blocks_and_projection_head():
   # is that of such a block with block0's variables.
   _, inter = d.apply(variables, x, cw, update_stats=False, mutable=['intermediates'],
                      capture_intermediates=lambda m, _: m.name == 'block0')
-  first = biggan.DBlock(8, preactivation=False).apply(
+  first = biggan.DBlock(8, preactivation=False, init_scheme='dcgan').apply(
       {'params': p['block0'], 'spectral': variables['spectral']['block0']}, x,
       update_stats=False)
   np.testing.assert_allclose(inter['intermediates']['block0']['__call__'][0], first, rtol=1e-5)
@@ -130,7 +133,8 @@ def test_dblock_preactivation_is_a_leading_relu():
   """With and without pre-activation the blocks agree on non-negative inputs (the
   shortcut's 1x1 conv and 2x2 average pooling commute) and differ on negative ones."""
   x = jax.random.normal(jax.random.key(0), (2, 8, 8, 3))
-  pre, raw = biggan.DBlock(8, preactivation=True), biggan.DBlock(8, preactivation=False)
+  pre = biggan.DBlock(8, preactivation=True, init_scheme='dcgan')
+  raw = biggan.DBlock(8, preactivation=False, init_scheme='dcgan')
   variables = raw.init(jax.random.key(1), x, update_stats=False)
   run = lambda block, x: block.apply(variables, x, update_stats=False)
   np.testing.assert_allclose(run(pre, jnp.abs(x)), run(raw, jnp.abs(x)), rtol=1e-4, atol=1e-5)
@@ -144,6 +148,7 @@ def test_standing_statistics_average_the_batch_statistics():
   config.model.g_ch_mults, config.model.d_ch_mults = (2,), (2, 2)
   config.model.d_num_down, config.model.shared_dim = 1, 4
   config.model.g_attn, config.model.d_attn = 0, 0
+  config.model.init = 'dcgan'
   config.training.batch_size = 8
   config.gan.standing_batches = 3
   experiment = gan_experiment.GANExperiment(config, parallel.make_mesh())
@@ -230,3 +235,12 @@ def test_paper_configs_parameter_counts(config_module, num_classes, closed_form)
   out = jax.eval_shape(lambda v: g.apply(v, jnp.zeros((2, m.z_dim)), jnp.zeros((2, num_classes)),
                                          train=False), g_vars)
   assert out.shape == (2, size, size, 3)
+
+
+@pytest.mark.parametrize('config_module', [biggan_config, biggan_cifar10, biggan_imagenet128])
+def test_biggan_configs_are_valid(config_module):
+  config = config_module.get_config()
+  gan_experiment.validate(config)  # raises UserError on any inconsistency
+  m = config.model
+  assert config.data.image_size == 4 * 2 ** len(m.g_ch_mults)
+  assert config.optim.b1 == 0.0 and config.gan.loss == 'hinge' and config.gan.conditional
