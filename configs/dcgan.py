@@ -21,7 +21,8 @@ def get_gan_config() -> ml_collections.ConfigDict:
   config.optim.grad_clip = 0.0  # global-norm clipping of each player's gradient (0: off).
 
   config.model = ml_collections.ConfigDict()
-  config.model.arch = 'dcgan'  # 'dcgan' (convolutional, images) or 'mlp' (2-d ring8 points).
+  # 'dcgan' (convolutional, images), 'biggan' (ResNet, configs/biggan*.py) or 'mlp' (ring8).
+  config.model.arch = 'dcgan'
   config.model.z_dim = 64  # latent code size.
   config.model.g_ch = 32  # G channels at half resolution; doubled at every coarser level.
   config.model.d_ch = 32  # D channels of its first conv; doubled at every halving.
@@ -30,6 +31,14 @@ def get_gan_config() -> ml_collections.ConfigDict:
   config.model.embed_dim = 16  # conditional G: class embedding concatenated to z.
   config.model.bn_momentum = 0.9  # decay of G's BatchNorm running statistics (sampling).
   config.model.init = 'dcgan'  # kernel init: 'dcgan' N(0,0.02), 'orthogonal' (BigGAN), 'lecun'.
+  config.model.bn_epsilon = 1e-5  # biggan: G's BatchNorm epsilon.
+  config.model.g_ch_mults = (4, 4, 4)  # biggan: G block i has g_ch * g_ch_mults[i] channels.
+  config.model.d_ch_mults = (4, 4, 4, 4)  # biggan: D block i has d_ch * d_ch_mults[i] channels.
+  config.model.d_num_down = 2  # biggan: the first d_num_down D blocks halve the resolution.
+  config.model.shared_dim = 128  # biggan: shared class embedding width (0: per-layer embeddings).
+  config.model.hierarchical = True  # biggan: z split over G's input and each block's BatchNorms.
+  config.model.g_attn = 0  # biggan: G self-attention after the block of this side (0: none).
+  config.model.d_attn = 0  # biggan: D self-attention after the block of this side (0: none).
 
   config.gan = ml_collections.ConfigDict()
   config.gan.loss = 'non_saturating'  # 'non_saturating', 'minimax' (saturating) or 'hinge'.
@@ -40,7 +49,13 @@ def get_gan_config() -> ml_collections.ConfigDict:
   config.gan.spectral_norm = False  # spectral normalisation of every D layer.
   config.gan.r1_gamma = 0.0  # R1 penalty (gamma/2) E||grad_x D(x)||^2 on real data (0: off).
   config.gan.ema_decay = 0.999  # EMA of G's weights, used for samples (0: the live G).
+  config.gan.ema_start = 0  # G's EMA copies the live G until this step (BigGAN: 1000-20000).
+  config.gan.ortho_reg = 0.0  # beta of BigGAN's ||W^T W * (1 - I)||_F^2 on G's weights (0: off).
   config.gan.truncation = 0.0  # sampling: resample |z_i| above this threshold (0: off).
+  # G's BatchNorm statistics for samples: 'running' (averages kept in training) or
+  # 'standing' (recomputed from gan.standing_batches batches of the sampled, EMA, G).
+  config.gan.sample_bn_stats = 'running'
+  config.gan.standing_batches = 16  # 'standing': batches of training.batch_size latents.
   config.gan.interp_steps = 10  # images per latent-interpolation strip.
   config.gan.interp_rows = 8  # strips (pairs of end points) per interpolation PNG.
 

@@ -12,9 +12,16 @@ model_state = {'generator': {'batch_stats': ...}, 'discriminator': {'spectral': 
 (entries only where a player has such variables); ema_params = the generator's EMA,
 which all samples and evaluations use (the live generator when gan.ema_decay = 0).
 
-Architectures (`model.arch`): 'dcgan' for images of side 4 * 2^k; 'mlp' for any data,
-and the only choice for `data.dataset='ring8'`, whose samples are (N, 2) points that
+Architectures (`model.arch`): 'dcgan' for images of side 4 * 2^k; 'biggan' (Brock et al.
+2019, gen_jax.models.biggan) for images of side 4 * 2^len(model.g_ch_mults); 'mlp' for any
+data, and the only choice for `data.dataset='ring8'`, whose samples are (N, 2) points that
 `evaluate` scores for mode coverage (`gen_jax.toy_data.ring_metrics`).
+
+G's BatchNorm statistics at sample time (`gan.sample_bn_stats`): 'running', the running
+averages kept by the live generator during training; or 'standing' (BigGAN), the
+average of the batch statistics of the sampled generator (EMA weights) itself over
+`gan.standing_batches` batches of training.batch_size fresh (truncated) latents,
+recomputed for each state that samples.
 """
 
 import functools
@@ -31,11 +38,14 @@ from gen_jax import toy_data
 from gen_jax import viz
 from gen_jax.parallel import per_example_keys
 from gen_jax.errors import UserError
+from gen_jax.models import biggan
 from gen_jax.models import dcgan
 from gen_jax.objectives import gan
 from gen_jax.train_state import TrainState, ema_update, gradient_update, trial_hparams
 
 PLAYERS = ('generator', 'discriminator')
+ARCHS = ('dcgan', 'biggan', 'mlp')
+BN_STATS = ('running', 'standing')
 
 
 def validate(config) -> None:
@@ -52,7 +62,14 @@ def validate(config) -> None:
       (g.truncation >= 0, f'gan.truncation must be >= 0 (0: off), not {g.truncation}'),
       (g.interp_steps >= 2, f'gan.interp_steps must be >= 2, not {g.interp_steps}'),
       (g.interp_rows >= 1, f'gan.interp_rows must be >= 1, not {g.interp_rows}'),
-      (m.arch in ('dcgan', 'mlp'), f"model.arch must be 'dcgan' or 'mlp', not {m.arch!r}"),
+      (m.arch in ARCHS, f'model.arch must be one of {ARCHS}, not {m.arch!r}'),
+      (g.sample_bn_stats in BN_STATS,
+       f'gan.sample_bn_stats must be one of {BN_STATS}, not {g.sample_bn_stats!r}'),
+      (g.sample_bn_stats == 'running' or m.arch != 'mlp',
+       "gan.sample_bn_stats='standing' needs BatchNorm: model.arch='dcgan' or 'biggan'"),
+      (g.standing_batches >= 1, f'gan.standing_batches must be >= 1, not {g.standing_batches}'),
+      (g.ortho_reg >= 0, f'gan.ortho_reg must be >= 0 (0: off), not {g.ortho_reg}'),
+      (g.ema_start >= 0, f'gan.ema_start must be >= 0, not {g.ema_start}'),
       (m.init in dcgan.INITS, f'model.init must be one of {dcgan.INITS}, not {m.init!r}'),
       (min(m.z_dim, m.g_ch, m.d_ch, m.hidden, m.layers, m.embed_dim) >= 1,
        'model.z_dim, g_ch, d_ch, hidden, layers and embed_dim must be positive'),
@@ -60,6 +77,17 @@ def validate(config) -> None:
        "data.dataset='ring8' holds 2-d points: set model.arch='mlp'"),
       (m.arch != 'dcgan' or (size >= 8 and 4 * 2 ** round(np.log2(size / 4)) == size),
        f"data.image_size={size} must be 4 * 2^k (8, 16, 32, 64, ...) for model.arch='dcgan'"),
+      (m.arch != 'biggan' or size == 4 * 2 ** len(m.g_ch_mults),
+       f'data.image_size={size} must be 4 * 2^len(model.g_ch_mults) = '
+       f"{4 * 2 ** len(m.g_ch_mults)} for model.arch='biggan'"),
+      (m.arch != 'biggan' or not m.hierarchical or m.z_dim % (len(m.g_ch_mults) + 1) == 0,
+       f'model.z_dim={m.z_dim} must be a multiple of len(model.g_ch_mults) + 1 = '
+       f'{len(m.g_ch_mults) + 1} (hierarchical latent: one chunk per block plus the input)'),
+      (m.arch != 'biggan' or g.conditional or m.hierarchical,
+       "model.arch='biggan' conditions its BatchNorms on the class or z chunks: set "
+       'gan.conditional=True or model.hierarchical=True'),
+      (m.arch != 'biggan' or 0 <= m.d_num_down <= len(m.d_ch_mults),
+       f'model.d_num_down={m.d_num_down} must be in [0, len(model.d_ch_mults)]'),
       (t.eval_every == 0 or config.data.dataset == 'ring8' or config.eval.num_samples_train,
        "training.eval_every needs data.dataset='ring8' (mode coverage) or "
        "eval.num_samples_train > 0 (sample metrics); set one, or eval_every=0"),
@@ -130,6 +158,18 @@ class GANExperiment:
       self.discriminator = dcgan.DCGANDiscriminator(
           image_size=self.sample_shape[0], ch=m.d_ch, num_classes=self.num_classes,
           spectral_norm=g.spectral_norm, init_scheme=m.init)
+    elif m.arch == 'biggan':
+      if len(self.sample_shape) != 3:
+        raise UserError(f"model.arch='biggan' needs images; {config.data.dataset!r} has "
+                        f"samples of shape {self.sample_shape}.")
+      self.generator = biggan.BigGANGenerator(
+          channels=self.sample_shape[-1], ch=m.g_ch, ch_mults=tuple(m.g_ch_mults),
+          num_classes=self.num_classes, shared_dim=m.shared_dim,
+          hierarchical=m.hierarchical, attn_res=m.g_attn, bn_momentum=m.bn_momentum,
+          bn_epsilon=m.bn_epsilon, axis_name=parallel.DATA_AXIS, init_scheme=m.init)
+      self.discriminator = biggan.BigGANDiscriminator(
+          ch=m.d_ch, ch_mults=tuple(m.d_ch_mults), num_down=m.d_num_down,
+          num_classes=self.num_classes, attn_res=m.d_attn, init_scheme=m.init)
     else:
       self.generator = dcgan.MLPGenerator(
           out_shape=tuple(self.sample_shape), hidden=m.hidden, layers=m.layers,
@@ -220,7 +260,8 @@ class GANExperiment:
     """
     g_loss_fn = gan.make_generator_loss(
         self._generate, self._discriminate, state.params['discriminator'],
-        state.model_state.get('discriminator', {}), self.config.gan.loss)
+        state.model_state.get('discriminator', {}), self.config.gan.loss,
+        ortho_beta=self.config.gan.ortho_reg, ortho_exclude=('shared',))
     g_batch = {'z': self._latents(rng, batch['index']),
                'fake_class_weights': self._class_weights(batch['label'])}
     optimizer, _ = self._optimizer(state, 'generator')
@@ -245,6 +286,8 @@ class GANExperiment:
       state, d_metrics = self.discriminator_step(state, batch, jax.random.fold_in(rng, i))
     state, g_metrics = self.generator_step(state, batch, jax.random.fold_in(rng, cfg.d_steps))
     ema_decay = trial_hparams(state).get('gan.ema_decay', cfg.ema_decay)
+    if cfg.ema_start > 0:  # BigGAN: the EMA copies G until ema_start, then averages
+      ema_decay = jnp.where(step >= cfg.ema_start, ema_decay, 0.0)
     ema = ema_update(state.ema_params, state.params['generator'], ema_decay, step)
     metrics = {
         'loss': d_metrics['d_loss'] + g_metrics['g_loss'],  # watched for non-finite values
@@ -256,6 +299,8 @@ class GANExperiment:
         'd_lr': self._optimizer(state, 'discriminator')[1](step)}
     if cfg.r1_gamma > 0:
       metrics['r1'] = d_metrics['r1']
+    if cfg.ortho_reg > 0:
+      metrics['g_ortho'] = g_metrics['g_ortho']
     return state.replace(ema_params=ema), metrics
 
   # --- sampling -----------------------------------------------------------------------
@@ -283,10 +328,59 @@ class GANExperiment:
     class_weights = np.concatenate(
         [class_weights, np.zeros((pad,) + class_weights.shape[1:])]).astype(np.float32)
     params = state.ema_params if use_ema else state.params['generator']
-    samples = self._generate_fn(params, state.model_state.get('generator', {}),
+    g_state = state.model_state.get('generator', {})
+    if self.config.gan.sample_bn_stats == 'standing':
+      g_state = {**g_state, 'batch_stats': self.standing_stats(state, use_ema)}
+    samples = self._generate_fn(params, g_state,
                                 parallel.shard_host_array(z, self.mesh),
                                 parallel.shard_host_array(class_weights, self.mesh))
     return np.asarray(parallel.global_to_host(samples))[:n]
+
+  @functools.cached_property
+  def _standing_stats_fn(self):
+    """jit(shard_map): G's batch statistics averaged over batches (per device: z and class
+    weights (b, num_batches, ...)); BatchNorm's pmean makes each batch's global."""
+    # Momentum 0: the "running" statistics G writes are exactly this batch's.
+    generator = self.generator.clone(bn_momentum=0.0)
+
+    def per_device(params, g_state, z, class_weights):
+      def body(total, inputs):
+        _, new = generator.apply({'params': params, **g_state}, *inputs, train=True,
+                                 mutable=list(g_state))
+        return jax.tree.map(jnp.add, total, new['batch_stats']), None
+
+      zero = jax.tree.map(jnp.zeros_like, g_state['batch_stats'])
+      total, _ = jax.lax.scan(body, zero, (z.swapaxes(0, 1), class_weights.swapaxes(0, 1)))
+      return jax.lax.pmean(jax.tree.map(lambda t: t / z.shape[1], total), parallel.DATA_AXIS)
+
+    return parallel.map_per_device(
+        per_device, self.mesh,
+        in_specs=(parallel.REPLICATED, parallel.REPLICATED, parallel.SHARDED, parallel.SHARDED),
+        out_specs=parallel.REPLICATED)
+
+  def standing_stats(self, state: TrainState, use_ema: bool = True):
+    """'Standing statistics' (BigGAN): G's BatchNorm batch mean and variance averaged over
+    gan.standing_batches batches of training.batch_size latents (truncated as sampling)
+    and balanced random classes; cached per (step, use_ema)."""
+    key = (int(state.step), use_ema)
+    if getattr(self, '_standing_cache', (None,))[0] == key:
+      return self._standing_cache[1]
+    cfg = self.config
+    num, batch = cfg.gan.standing_batches, cfg.training.batch_size
+    rng = jax.random.fold_in(jax.random.fold_in(state.rng, int(state.step)), 3)  # own stream
+    z = self._latents_for_samples(jax.random.fold_in(rng, 0), num * batch)
+    labels = np.asarray(jax.random.randint(jax.random.fold_in(rng, 1), (num * batch,), 0,
+                                           max(self.num_classes, 1)))
+    cw = np.asarray(self._class_weights(labels), np.float32)
+    # (batch, num, ...): the batch axis is split over devices, scanned over num.
+    z = z.reshape(num, batch, -1).swapaxes(0, 1)
+    cw = cw.reshape(num, batch, -1).swapaxes(0, 1)
+    params = state.ema_params if use_ema else state.params['generator']
+    stats = self._standing_stats_fn(params, state.model_state['generator'],
+                                    parallel.shard_host_array(np.ascontiguousarray(z), self.mesh),
+                                    parallel.shard_host_array(np.ascontiguousarray(cw), self.mesh))
+    self._standing_cache = (key, stats)
+    return stats
 
   def _latents_for_samples(self, rng, num: int) -> np.ndarray:
     return sample_latents(rng, num, self.config.model.z_dim, self.config.gan.truncation)

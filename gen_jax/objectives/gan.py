@@ -92,8 +92,33 @@ def make_discriminator_loss(discriminate: DiscriminateFn, loss: str,
   return loss_fn
 
 
+def orthogonal_regularization(params, exclude: tuple[str, ...] = ()) -> jax.Array:
+  """BigGAN's orthogonal regularization sum_W ||W^T W * (1 - I)||_F^2 (Brock et al. 2019,
+  eq. 3): only the off-diagonal Gram entries, so filters are pushed apart but their norms
+  are free.
+
+  Args:
+    params: a parameter pytree; every leaf with >= 2 dimensions is a weight W, reshaped
+      to (fan_in, out) (flax kernels end with the output axis), so W^T W is (out, out).
+    exclude: leaves whose path contains a key of this name are skipped (BigGAN-PyTorch
+      skips G's shared class embedding).
+  Returns:
+    () the sum over weights (multiply by beta, e.g. 1e-4).
+  """
+  total = jnp.zeros(())
+  for path, w in jax.tree_util.tree_flatten_with_path(params)[0]:
+    names = {getattr(k, 'key', getattr(k, 'name', None)) for k in path}
+    if w.ndim < 2 or names & set(exclude):
+      continue
+    w = w.reshape(-1, w.shape[-1])  # (fan_in, out)
+    gram = w.T @ w  # (out, out)
+    total = total + jnp.sum(jnp.square(gram * (1.0 - jnp.eye(gram.shape[0], dtype=gram.dtype))))
+  return total
+
+
 def make_generator_loss(generate: GenerateFn, discriminate: DiscriminateFn, d_params, d_state,
-                        loss: str) -> Callable:
+                        loss: str, ortho_beta: float = 0.0,
+                        ortho_exclude: tuple[str, ...] = ()) -> Callable:
   """The generator's loss against a fixed discriminator.
 
   Args:
@@ -101,10 +126,12 @@ def make_generator_loss(generate: GenerateFn, discriminate: DiscriminateFn, d_pa
     discriminate: the discriminator, see `DiscriminateFn`.
     d_params, d_state: the discriminator's (fixed) parameters and state.
     loss: one of `LOSSES`.
+    ortho_beta: weight of `orthogonal_regularization` of G's weights (0: off).
+    ortho_exclude: parameter names the regularization skips.
   Returns:
     loss_fn(g_params, g_state, batch, rng) -> (loss, (metrics, g_state)). batch holds
     'z' (B, Z) latent codes and, for conditional models, 'fake_class_weights' (B, K).
-    Metrics: g_loss.
+    Metrics: g_loss, and g_ortho (the unweighted regularizer) when ortho_beta > 0.
   """
 
   def loss_fn(g_params, g_state, batch, rng):
@@ -113,6 +140,11 @@ def make_generator_loss(generate: GenerateFn, discriminate: DiscriminateFn, d_pa
     fake, g_state = generate(g_params, g_state, batch['z'], class_weights, True)
     logits, _ = discriminate(d_params, d_state, fake, class_weights, False)
     g_loss = generator_loss(logits, loss)
-    return g_loss, ({'g_loss': g_loss}, g_state)
+    metrics = {'g_loss': g_loss}
+    total = g_loss
+    if ortho_beta > 0:
+      metrics['g_ortho'] = orthogonal_regularization(g_params, ortho_exclude)
+      total = g_loss + ortho_beta * metrics['g_ortho']
+    return total, (metrics, g_state)
 
   return loss_fn

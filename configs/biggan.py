@@ -1,0 +1,48 @@
+"""A small class-conditional BigGAN (Brock et al. 2019) on the embedded digits at 16x16.
+
+G: z (96) split into 3 chunks: 4x4x128 -> up-block 8x8x128 (+ self-attention at 8x8) ->
+up-block 16x16x64 -> BN, ReLU, conv -> 16x16x1; every BatchNorm class-conditional on
+[shared embedding, z chunk] and cross-replica. D: down-blocks 16 -> 8 -> 4 -> 4 at 64, 128,
+128 channels (attention at 8x8), projection head. Hinge loss, 2 D steps per G step,
+Adam(0, 0.999), TTUR, orthogonal init, EMA from step 200, standing statistics for
+samples. Sized to train in minutes on CPU; its wall time and scores beside configs/cgan.py
+are not measured yet (the README says so).
+"""
+
+from configs import dcgan
+
+
+def get_config():
+  config = dcgan.get_gan_config()
+  config.data.image_size = 16
+  config.model.arch = 'biggan'
+  config.model.init = 'orthogonal'
+  config.model.z_dim = 96  # 3 chunks of 32: the input layer and the 2 up-blocks.
+  config.model.g_ch = 32
+  config.model.g_ch_mults = (4, 2)  # 4x4x128 -> 8x8x128 -> 16x16x64.
+  config.model.d_ch = 32
+  config.model.d_ch_mults = (2, 4, 4)  # 16 -> 8x8x64 -> 4x4x128 -> 4x4x128.
+  config.model.d_num_down = 2
+  config.model.shared_dim = 32
+  config.model.hierarchical = True
+  config.model.g_attn = 8
+  config.model.d_attn = 8
+  config.gan.conditional = True
+  config.gan.loss = 'hinge'
+  config.gan.spectral_norm = True  # BigGAN's D is spectrally normalised by construction.
+  config.gan.d_steps = 2
+  config.gan.g_lr = 1e-4
+  config.gan.d_lr = 4e-4
+  config.gan.ema_decay = 0.999
+  config.gan.ema_start = 200
+  config.gan.ortho_reg = 1e-4
+  config.gan.sample_bn_stats = 'standing'
+  config.optim.b1 = 0.0
+  config.optim.b2 = 0.999
+  config.training.batch_size = 64
+  config.training.num_steps = 2000
+  config.training.log_every = 100
+  config.training.checkpoint_every = 1000
+  config.training.sample_every = 1000
+  config.sampling.num_samples = 100  # balanced: one row a digit.
+  return config
