@@ -23,6 +23,7 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 import numpy as np
 
+from gen_jax import preemption
 from gen_jax.errors import UserError
 
 DATA_AXIS = 'data'
@@ -143,8 +144,13 @@ def host_local_to_global(local_tree: Any, mesh) -> Any:
 
 
 def global_to_host(tree: Any) -> Any:
-  """Fetches (possibly multi-process) global arrays in full to every host as numpy."""
+  """Fetches (possibly multi-process) global arrays in full to every host as numpy.
+
+  Sample grids and evaluations wait here: a single-process run stops waiting when
+  SIGTERM or Ctrl-C arrives (`preemption.Interrupted`).
+  """
   from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+  preemption.wait_ready(tree)
   if jax.process_count() == 1:
     return jax.device_get(tree)
   return multihost_utils.process_allgather(tree, tiled=True)

@@ -4,6 +4,7 @@ import math
 import os
 
 from gen_jax import parallel
+from gen_jax import preemption
 from gen_jax.errors import UserError
 
 _SKYPILOT_COORDINATOR_PORT = 8476  # on the head node; the port JAX's own cluster detection uses
@@ -67,6 +68,20 @@ def run(config, workdir: str, mode: str = 'train', config_file: str = '',
   """
   if not workdir:
     raise UserError('--workdir is empty; give a directory for the run.')
+  if mode != 'train':
+    return _run(config, workdir, mode, config_file, **distributed)
+  # SIGTERM / Ctrl-C from here on stop the run with a checkpoint (gen_jax.preemption),
+  # also while it starts (data, compilation) and before its first step.
+  with preemption.Signals():
+    try:
+      return _run(config, workdir, mode, config_file, **distributed)
+    except preemption.Interrupted as e:
+      print(f'{e} before the first step: nothing new to save; exiting.', flush=True)
+      return 'preempted'
+
+
+def _run(config, workdir: str, mode: str, config_file: str, **distributed) -> str:
+  """`run` (train mode under the stop-request handlers)."""
   validate_training(config)
   setup_devices(config, **distributed)
   import experiments  # pylint: disable=g-import-not-at-top

@@ -42,7 +42,7 @@ def test_checkpoint_that_does_not_fit_the_config(tmp_path, tiny_ddpm):
   run_launch([*tiny_ddpm, f'--workdir={workdir}', '--config.training.num_steps=1'])
   proc = run_launch([*tiny_ddpm, f'--workdir={workdir}', '--config.training.num_steps=2',
                      '--config.model.ch=12'], check=False)
-  assert_one_line_error(proc, 'does not fit this config', 'shape')
+  assert_one_line_error(proc, 'does not fit this config', 'model.ch 8 -> 12')
   # The checkpoint that was there is untouched.
   assert os.path.isdir(os.path.join(workdir, 'checkpoints', '1'))
 
