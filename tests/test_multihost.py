@@ -1,0 +1,108 @@
+"""When one host of a multi-host run dies or is preempted (issue 20): two CPU processes on
+127.0.0.1, joined with jax.distributed and gloo collectives."""
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+from tests.conftest import REPO, assert_one_line_error, launch_env, losses_by_step, read_jsonl
+
+PEER_TIMEOUT = 6
+
+
+def _free_port():
+  with socket.socket() as s:
+    s.bind(('127.0.0.1', 0))
+    return s.getsockname()[1]
+
+
+def _start(args, port, process_ids=(0, 1), per_process=None):
+  per_process = per_process or {}
+  return [subprocess.Popen(
+      [sys.executable, os.path.join(REPO, 'launch.py'), *args, *per_process.get(i, []),
+       f'--coordinator_address=127.0.0.1:{port}', '--num_processes=2', f'--process_id={i}'],
+      cwd=REPO, env=launch_env(1), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+      for i in process_ids]
+
+
+def _finish(proc, timeout=240):
+  out, err = proc.communicate(timeout=timeout)
+  return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+def _wait_for_step(procs, workdir, step):
+  path = os.path.join(workdir, 'metrics.jsonl')
+  deadline = time.time() + 280
+  while time.time() < deadline:
+    if os.path.exists(path) and any(m.get('step', 0) >= step for m in read_jsonl(path)):
+      return
+    for p in procs:
+      assert p.poll() is None, p.communicate()
+    time.sleep(0.2)
+  raise AssertionError('no progress')
+
+
+def test_a_dead_peer_stops_the_other_with_one_line_and_the_run_resumes_exactly(
+    tmp_path, tiny_ddpm):
+  workdir = str(tmp_path / 'run')
+  args = [*tiny_ddpm, f'--workdir={workdir}', '--config.training.num_steps=100000',
+          '--config.training.checkpoint_every=4', f'--config.parallel.peer_timeout_s={PEER_TIMEOUT}',
+          '--preempted_exit_code=75']
+  procs = _start(args, _free_port())
+  _wait_for_step(procs, workdir, 6)
+  procs[1].kill()  # kill -9: a host that died
+  killed = time.time()
+  survivor = _finish(procs[0], timeout=120)
+  waited = time.time() - killed
+  procs[1].communicate()
+  err = survivor.stderr
+  assert survivor.returncode == 75, err
+  assert_one_line_error(survivor, 'lost process 1 of 2', 'last checkpoint is', 'code 75')
+  assert waited < PEER_TIMEOUT + 20, waited
+  for native in ('coordination_service', 'Gloo', 'stack trace', '*** '):
+    assert native not in err, err  # C++ logs went to WORKDIR/logs
+  assert os.listdir(os.path.join(workdir, 'logs'))
+  before = losses_by_step(workdir)  # the uninterrupted run, up to the kill
+  saved = max(int(d) for d in os.listdir(os.path.join(workdir, 'checkpoints')) if d.isdigit())
+  assert saved >= 4 and max(before) >= saved + 1
+
+  # Rerun both: it resumes from the last complete checkpoint and logs the same losses.
+  # Then SIGTERM to process 1 alone: both save one checkpoint, at one step, and exit.
+  procs = _start(args, _free_port())
+  _wait_for_step(procs, workdir, max(before) + 1)
+  procs[1].send_signal(signal.SIGTERM)
+  outs = [p.communicate(timeout=120) for p in procs]
+  for p, (out, err) in zip(procs, outs):
+    assert p.returncode == 75, err
+    assert 'Traceback' not in err, err
+  assert f'resuming at step {saved}' in outs[0][0]
+  after = losses_by_step(workdir)
+  redone = [s for s in before if s > saved]
+  np.testing.assert_allclose([after[s] for s in redone], [before[s] for s in redone], rtol=1e-6)
+  assert 'stop request on another process: saved checkpoint' in outs[0][0], outs[0][0]
+  stopped = int(outs[0][0].split('saved checkpoint ')[1].split()[0])
+  assert os.path.isdir(os.path.join(workdir, 'checkpoints', str(stopped)))
+  assert stopped > max(before)
+  last_logged = max(losses_by_step(workdir))
+  assert last_logged <= stopped  # nothing trained past the agreed step
+
+
+def test_a_process_with_another_config_is_refused(tmp_path, tiny_ddpm):
+  workdir = str(tmp_path / 'run')
+  procs = _start([*tiny_ddpm, f'--workdir={workdir}', '--config.training.num_steps=2'],
+                 _free_port(), per_process={1: ['--config.optim.lr=0.5']})
+  for p in procs:
+    assert_one_line_error(_finish(p), 'runs another config than process', 'same --config')
+  assert not os.path.exists(os.path.join(workdir, 'checkpoints'))
+
+
+def test_a_process_whose_peers_never_come_is_refused(tmp_path, tiny_ddpm):
+  procs = _start([*tiny_ddpm, f'--workdir={tmp_path}/run', '--config.parallel.init_timeout_s=3'],
+                 _free_port(), process_ids=(1,))
+  assert_one_line_error(_finish(procs[0]), 'could not join', 'parallel.init_timeout_s=3')
