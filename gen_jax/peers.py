@@ -162,13 +162,15 @@ class Watchdog:
     name the lost peer and exit (returns if it does not)."""
     time.sleep(self.peer_timeout_s + 5)
 
-  def stop(self) -> None:
-    """This process ends normally (done, or a one-line error): peers stop watching it."""
+  def stop(self, done: bool) -> None:
+    """Stops watching and beating. `done`: this process finished its work, so peers stop
+    watching it; otherwise (a one-line error on this process only) they notice it ended."""
     self._stop.set()
-    try:
-      _client().key_value_set(f'{_BEAT_PREFIX}{self.me}', 'done', allow_overwrite=True)
-    except Exception:  # pylint: disable=broad-except
-      pass
+    if done:
+      try:
+        _client().key_value_set(f'{_BEAT_PREFIX}{self.me}', 'done', allow_overwrite=True)
+      except Exception:  # pylint: disable=broad-except
+        pass
 
 
 def start_watchdog(peer_timeout_s: float, exit_code: int, last_checkpoint) -> Watchdog | None:

@@ -100,16 +100,18 @@ def _run(config, workdir: str, mode: str, config_file: str, lost_peer_exit_code:
         config.parallel.peer_timeout_s, lost_peer_exit_code,
         lambda: peers.last_checkpoint_note(os.path.abspath(workdir)))
   try:
-    return _run_mode(config, workdir, mode, config_file)
+    result = _run_mode(config, workdir, mode, config_file)
   except UserError:
+    if watchdog is not None:  # peers that did not raise it notice this one's end
+      watchdog.stop(done=False)
     raise
   except Exception:
     if watchdog is not None:  # a collective failed: most likely a peer died
       watchdog.wait_for_verdict()
     raise
-  finally:
-    if watchdog is not None:
-      watchdog.stop()
+  if watchdog is not None:
+    watchdog.stop(done=True)
+  return result
 
 
 def _run_mode(config, workdir: str, mode: str, config_file: str) -> str:

@@ -38,7 +38,7 @@ def _finish(proc, timeout=240):
 
 def _wait_for_step(procs, workdir, step):
   path = os.path.join(workdir, 'metrics.jsonl')
-  deadline = time.time() + 280
+  deadline = time.time() + 900  # compiling two processes on a loaded 2-core machine
   while time.time() < deadline:
     if os.path.exists(path) and any(m.get('step', 0) >= step for m in read_jsonl(path)):
       return
@@ -52,10 +52,10 @@ def test_a_dead_peer_stops_the_other_with_one_line_and_the_run_resumes_exactly(
     tmp_path, tiny_ddpm):
   workdir = str(tmp_path / 'run')
   args = [*tiny_ddpm, f'--workdir={workdir}', '--config.training.num_steps=100000',
-          '--config.training.checkpoint_every=4', f'--config.parallel.peer_timeout_s={PEER_TIMEOUT}',
+          '--config.training.checkpoint_every=2', f'--config.parallel.peer_timeout_s={PEER_TIMEOUT}',
           '--preempted_exit_code=75']
   procs = _start(args, _free_port())
-  _wait_for_step(procs, workdir, 6)
+  _wait_for_step(procs, workdir, 3)
   procs[1].kill()  # kill -9: a host that died
   killed = time.time()
   survivor = _finish(procs[0], timeout=120)
@@ -70,7 +70,7 @@ def test_a_dead_peer_stops_the_other_with_one_line_and_the_run_resumes_exactly(
   assert os.listdir(os.path.join(workdir, 'logs'))
   before = losses_by_step(workdir)  # the uninterrupted run, up to the kill
   saved = max(int(d) for d in os.listdir(os.path.join(workdir, 'checkpoints')) if d.isdigit())
-  assert saved >= 4 and max(before) >= saved + 1
+  assert saved >= 2 and max(before) >= saved + 1
 
   # Rerun both: it resumes from the last complete checkpoint and logs the same losses.
   # Then SIGTERM to process 1 alone: both save one checkpoint, at one step, and exit.
