@@ -83,7 +83,14 @@ def main(argv):
                         coordinator_address=_COORDINATOR.value,
                         num_processes=_NUM_PROCESSES.value, process_id=_PROCESS_ID.value,
                         lost_peer_exit_code=_PREEMPTED_EXIT_CODE.value)
-    if result == 'preempted' and _PREEMPTED_EXIT_CODE.value:
+    if result == 'preempted':
+      # Saved and closed. A sample grid or evaluation given up for the stop request may
+      # still compute in XLA's threads: a single process does not wait for it at exit.
+      import jax  # pylint: disable=g-import-not-at-top
+      if jax.process_count() == 1:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(_PREEMPTED_EXIT_CODE.value)  # pylint: disable=protected-access
       sys.exit(_PREEMPTED_EXIT_CODE.value)
   except UserError as e:
     print(f'error: {e}', file=sys.stderr)
