@@ -94,6 +94,14 @@ class Signals:
       _active = None
 
 
+def reinstall() -> None:
+  """Takes SIGTERM back after `jax.distributed.initialize`, whose preemption notifier
+  installs its own handler (which never reaches Python)."""
+  if _active is not None and _active._previous:  # pylint: disable=protected-access
+    for signum in _NAMES:
+      signal.signal(signum, _active._handle)  # pylint: disable=protected-access
+
+
 def requested() -> str | None:
   """'SIGTERM' or 'Ctrl-C' when a stop was requested in this process, else None."""
   return _active.requested if _active is not None else None

@@ -93,6 +93,7 @@ def _run(config, workdir: str, mode: str, config_file: str, lost_peer_exit_code:
   from gen_jax import peers  # pylint: disable=g-import-not-at-top
   validate_training(config)
   setup_devices(config, workdir=os.path.abspath(workdir), **distributed)
+  preemption.reinstall()  # jax.distributed.initialize took SIGTERM over
   watchdog = None
   if jax.process_count() > 1:
     peers.check_same_config(config.to_json_best_effort(sort_keys=True))

@@ -52,7 +52,8 @@ def test_a_dead_peer_stops_the_other_with_one_line_and_the_run_resumes_exactly(
     tmp_path, tiny_ddpm):
   workdir = str(tmp_path / 'run')
   args = [*tiny_ddpm, f'--workdir={workdir}', '--config.training.num_steps=100000',
-          '--config.training.checkpoint_every=2', f'--config.parallel.peer_timeout_s={PEER_TIMEOUT}',
+          '--config.training.checkpoint_every=2',
+          f'--config.parallel.peer_timeout_s={PEER_TIMEOUT}',
           '--preempted_exit_code=75']
   procs = _start(args, _free_port())
   _wait_for_step(procs, workdir, 3)

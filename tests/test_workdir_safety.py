@@ -179,7 +179,8 @@ def test_launch_refuses_a_changed_model_and_keeps_config_json(tmp_path, tiny_ddp
   run_launch([*tiny_ddpm, f'--workdir={workdir}', '--config.training.num_steps=1'], timeout=900)
   before = open(os.path.join(workdir, 'config.json')).read()
   proc = run_launch([*tiny_ddpm, f'--workdir={workdir}', '--config.training.num_steps=2',
-                     '--config.diffusion.prediction=v', '--config.seed=3'], check=False, timeout=900)
+                     '--config.diffusion.prediction=v', '--config.seed=3'], check=False,
+                    timeout=900)
   assert_one_line_error(proc, 'diffusion.prediction', "'eps' -> 'v'", 'seed 0 -> 3')
   assert open(os.path.join(workdir, 'config.json')).read() == before
   assert os.path.isdir(os.path.join(workdir, 'checkpoints', '1'))
