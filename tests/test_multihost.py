@@ -107,3 +107,36 @@ def test_a_process_whose_peers_never_come_is_refused(tmp_path, tiny_ddpm):
   procs = _start([*tiny_ddpm, f'--workdir={tmp_path}/run', '--config.parallel.init_timeout_s=3'],
                  _free_port(), process_ids=(1,))
   assert_one_line_error(_finish(procs[0]), 'could not join', 'parallel.init_timeout_s=3')
+
+
+_SAVE_THEN_DIE = '''
+import os, sys, time
+import jax, numpy as np
+pid, port, workdir = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+jax.config.update('jax_cpu_collectives_implementation', 'gloo')
+jax.distributed.initialize(f'127.0.0.1:{port}', 2, pid, heartbeat_timeout_seconds=5)
+from gen_jax import checkpoint, parallel
+state = parallel.replicate({'w': np.arange(100000.0, dtype=np.float32)}, parallel.make_mesh())
+ckpt = checkpoint.Checkpointer(workdir, async_save=True)
+ckpt.save(1, state)
+ckpt.wait()
+ckpt.save(2, state)
+if pid == 1:
+  os._exit(9)  # this host dies while checkpoint 2 is being written
+time.sleep(15)
+os._exit(0)
+'''
+
+
+def test_a_host_that_dies_during_a_save_leaves_no_listed_checkpoint(tmp_path):
+  from gen_jax import checkpoint  # pylint: disable=g-import-not-at-top
+  port, workdir = _free_port(), str(tmp_path / 'run')
+  procs = [subprocess.Popen([sys.executable, '-c', _SAVE_THEN_DIE, str(i), str(port), workdir],
+                            cwd=REPO, env=launch_env(1), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL) for i in (0, 1)]
+  for p in procs:
+    p.wait(timeout=240)
+  # Checkpoint 2 never became a step (orbax renames it into place only once every host
+  # finished), so every host restores checkpoint 1.
+  assert sorted(os.listdir(os.path.join(workdir, 'checkpoints')))[0] == '1'
+  assert checkpoint.Checkpointer(workdir, async_save=False).all_steps() == [1]
