@@ -37,7 +37,8 @@ _DRY_RUN = flags.DEFINE_bool('dry_run', False, 'With --sweep: print the trial co
                              '(skypilot: the task YAMLs) and run nothing.')
 _PREEMPTED_EXIT_CODE = flags.DEFINE_integer(
     'preempted_exit_code', 0, 'Exit code after SIGTERM saved a checkpoint (SkyPilot trials '
-    'use 75, so a preempted job is restarted rather than counted as finished).')
+    'use 75, so a preempted job is restarted rather than counted as finished). A '
+    'multi-process run that lost a peer exits with it too (75 when it is 0).')
 flags.mark_flags_as_required(['config', 'workdir'])
 
 
@@ -80,8 +81,16 @@ def main(argv):
       print(host_memory.INSTALL_HINT, file=sys.stderr)
     result = runner.run(config, _WORKDIR.value, _MODE.value, config_file=config_file,
                         coordinator_address=_COORDINATOR.value,
-                        num_processes=_NUM_PROCESSES.value, process_id=_PROCESS_ID.value)
-    if result == 'preempted' and _PREEMPTED_EXIT_CODE.value:
+                        num_processes=_NUM_PROCESSES.value, process_id=_PROCESS_ID.value,
+                        lost_peer_exit_code=_PREEMPTED_EXIT_CODE.value)
+    if result == 'preempted':
+      # Saved and closed. A sample grid or evaluation given up for the stop request may
+      # still compute in XLA's threads: a single process does not wait for it at exit.
+      import jax  # pylint: disable=g-import-not-at-top
+      if jax.process_count() == 1:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(_PREEMPTED_EXIT_CODE.value)  # pylint: disable=protected-access
       sys.exit(_PREEMPTED_EXIT_CODE.value)
   except UserError as e:
     print(f'error: {e}', file=sys.stderr)

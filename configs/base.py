@@ -62,6 +62,11 @@ def get_base_config() -> ml_collections.ConfigDict:
   # CPU only: launch.py re-executes itself with tcmalloc preloaded when the system has it
   # (gen_jax/host_memory.py: training 1.25x faster). False: keep the system's malloc.
   config.parallel.cpu_tcmalloc = True
+  # Multi-process runs: seconds without a peer's heartbeat before the others stop with
+  # one line and the restartable exit code (gen_jax/peers.py).
+  config.parallel.peer_timeout_s = 30
+  # Multi-process runs: seconds to wait at startup for every process to join.
+  config.parallel.init_timeout_s = 300
 
   config.sampling = ml_collections.ConfigDict()
   config.sampling.num_samples = 64  # images per sample grid / `--mode=sample` run.

@@ -31,13 +31,19 @@ class MetricLogger:
       self._write_event(event_pb2.Event(wall_time=time.time(), file_version='brain.Event:2'))
 
   def truncate_after(self, step: int) -> None:
-    """Drops lines logged after `step` (a resumed run logs them again, identically)."""
+    """Drops lines logged after `step` (a resumed run logs them again, identically).
+
+    A line that does not parse (the cut-off last line of a full disk or a kill) is
+    dropped too. The file is replaced atomically, so a crash here loses nothing.
+    """
     if not self.enabled or not os.path.exists(self.path):
       return
-    with open(self.path) as f:
-      lines = [line for line in f if line.strip() and json.loads(line).get('step', 0) <= step]
-    with open(self.path, 'w') as f:
-      f.writelines(lines)
+    kept = [json.dumps(record) + '\n' for record in _parse_lines(self.path)
+            if record.get('step', 0) <= step]
+    partial = f'{self.path}.tmp'
+    with open(partial, 'w') as f:
+      f.writelines(kept)
+    os.replace(partial, self.path)
 
   def write(self, step: int, scalars: dict[str, float]) -> None:
     if not self.enabled:
@@ -68,5 +74,18 @@ def read_metrics(workdir: str) -> list[dict]:
   path = os.path.join(workdir, 'metrics.jsonl')
   if not os.path.exists(path):
     return []
-  with open(path) as f:
-    return [json.loads(line) for line in f if line.strip()]
+  return _parse_lines(path)
+
+
+def _parse_lines(path: str) -> list[dict]:
+  """The JSON objects of a .jsonl file, skipping lines that do not parse (cut off)."""
+  records = []
+  with open(path, errors='replace') as f:
+    for line in f:
+      try:
+        record = json.loads(line)
+      except ValueError:
+        continue
+      if isinstance(record, dict):
+        records.append(record)
+  return records

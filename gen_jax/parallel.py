@@ -23,6 +23,7 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 import numpy as np
 
+from gen_jax import preemption
 from gen_jax.errors import UserError
 
 DATA_AXIS = 'data'
@@ -74,23 +75,33 @@ def forced_cpu_device_count() -> int | None:
 
 
 def initialize_distributed(coordinator_address: str = '', num_processes: int = 0,
-                           process_id: int = -1) -> None:
+                           process_id: int = -1, peer_timeout_s: float = 30,
+                           init_timeout_s: float = 300, log_dir: str = '') -> None:
   """Joins a multi-process (multi-host) job.
 
   With an explicit coordinator address all three values must be given (used for CPU
   multi-process runs and tests). Without one, JAX's cluster auto-detection is used when
   the environment is a known multi-host job (TPU pod, SLURM, Open MPI, SkyPilot nodes).
+  Joining waits at most `init_timeout_s` for the other processes (then one line), and
+  JAX's own heartbeat timeout follows `peer_timeout_s` (see gen_jax.peers). With
+  `log_dir`, the C++ runtime's stderr (gloo, coordination service) goes to
+  LOG_DIR/process_<i>.log rather than the screen.
   """
+  from gen_jax import peers  # pylint: disable=g-import-not-at-top
   if coordinator_address:
     if num_processes < 1 or process_id < 0:
       raise UserError('--coordinator_address needs --num_processes and --process_id too.')
     if jax.config.jax_platforms in (None, '', 'cpu'):
       # CPU collectives across processes go through gloo.
       jax.config.update('jax_cpu_collectives_implementation', 'gloo')
-    jax.distributed.initialize(coordinator_address=coordinator_address,
-                               num_processes=num_processes, process_id=process_id)
+    if log_dir and num_processes > 1:
+      peers.redirect_native_stderr(os.path.join(log_dir, f'process_{process_id}.log'))
+    peers.join(coordinator_address, num_processes, process_id, peer_timeout_s,
+               init_timeout_s)
   elif _in_multihost_environment():
-    jax.distributed.initialize()
+    if log_dir:
+      peers.redirect_native_stderr(os.path.join(log_dir, f'process_{os.getpid()}.log'))
+    peers.join(None, None, None, peer_timeout_s, init_timeout_s)
 
 
 def _in_multihost_environment() -> bool:
@@ -143,8 +154,13 @@ def host_local_to_global(local_tree: Any, mesh) -> Any:
 
 
 def global_to_host(tree: Any) -> Any:
-  """Fetches (possibly multi-process) global arrays in full to every host as numpy."""
+  """Fetches (possibly multi-process) global arrays in full to every host as numpy.
+
+  Sample grids and evaluations wait here: a single-process run stops waiting when
+  SIGTERM or Ctrl-C arrives (`preemption.Interrupted`).
+  """
   from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+  preemption.wait_ready(tree)
   if jax.process_count() == 1:
     return jax.device_get(tree)
   return multihost_utils.process_allgather(tree, tiled=True)

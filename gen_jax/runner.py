@@ -3,7 +3,10 @@
 import math
 import os
 
+import jax
+
 from gen_jax import parallel
+from gen_jax import preemption
 from gen_jax.errors import UserError
 
 _SKYPILOT_COORDINATOR_PORT = 8476  # on the head node; the port JAX's own cluster detection uses
@@ -26,15 +29,19 @@ def skypilot_processes(env=None) -> tuple[str, int, int] | None:
 
 
 def setup_devices(config, coordinator_address: str = '', num_processes: int = 0,
-                  process_id: int = -1) -> None:
-  """Before JAX starts: one CPU device per core (dividing the batches), then processes."""
+                  process_id: int = -1, workdir: str = '') -> None:
+  """Before JAX starts: one CPU device per core (dividing the batches), then processes
+  (their C++ logs in WORKDIR/logs)."""
   divisor = math.gcd(config.training.batch_size, config.sampling.num_samples,
                      config.eval.batch_size)
   parallel.configure_cpu_devices(
       parallel.choose_cpu_device_count(divisor, config.parallel.cpu_devices))
   if not coordinator_address and skypilot_processes():
     coordinator_address, num_processes, process_id = skypilot_processes()
-  parallel.initialize_distributed(coordinator_address, num_processes, process_id)
+  p = config.parallel
+  parallel.initialize_distributed(
+      coordinator_address, num_processes, process_id, p.get('peer_timeout_s', 30),
+      p.get('init_timeout_s', 300), os.path.join(workdir, 'logs') if workdir else '')
 
 
 def validate_training(config) -> None:
@@ -61,14 +68,54 @@ def run(config, workdir: str, mode: str = 'train', config_file: str = '',
     workdir: the run's directory.
     mode: what to do.
     config_file: the config's path (recorded in evaluation manifests).
-    **distributed: coordinator_address, num_processes, process_id.
+    **distributed: coordinator_address, num_processes, process_id, and
+      lost_peer_exit_code (the exit code when a peer process dies; 0: 75).
   Returns:
     What happened ('done', 'preempted', the sample files or the manifest written).
   """
   if not workdir:
     raise UserError('--workdir is empty; give a directory for the run.')
+  if mode != 'train':
+    return _run(config, workdir, mode, config_file, **distributed)
+  # SIGTERM / Ctrl-C from here on stop the run with a checkpoint (gen_jax.preemption),
+  # also while it starts (data, compilation) and before its first step.
+  with preemption.Signals():
+    try:
+      return _run(config, workdir, mode, config_file, **distributed)
+    except preemption.Interrupted as e:
+      print(f'{e} before the first step: nothing new to save; exiting.', flush=True)
+      return 'preempted'
+
+
+def _run(config, workdir: str, mode: str, config_file: str, lost_peer_exit_code: int = 0,
+         **distributed) -> str:
+  """`run` (train mode under the stop-request handlers)."""
+  from gen_jax import peers  # pylint: disable=g-import-not-at-top
   validate_training(config)
-  setup_devices(config, **distributed)
+  setup_devices(config, workdir=os.path.abspath(workdir), **distributed)
+  preemption.reinstall()  # jax.distributed.initialize took SIGTERM over
+  watchdog = None
+  if jax.process_count() > 1:
+    peers.check_same_config(config.to_json_best_effort(sort_keys=True))
+    watchdog = peers.start_watchdog(
+        config.parallel.peer_timeout_s, lost_peer_exit_code,
+        lambda: peers.last_checkpoint_note(os.path.abspath(workdir)))
+  try:
+    result = _run_mode(config, workdir, mode, config_file)
+  except UserError:
+    if watchdog is not None:  # peers that did not raise it notice this one's end
+      watchdog.stop(done=False)
+    raise
+  except Exception:
+    if watchdog is not None:  # a collective failed: most likely a peer died
+      watchdog.wait_for_verdict()
+    raise
+  if watchdog is not None:
+    watchdog.stop(done=True)
+  return result
+
+
+def _run_mode(config, workdir: str, mode: str, config_file: str) -> str:
   import experiments  # pylint: disable=g-import-not-at-top
   from gen_jax import trainer  # pylint: disable=g-import-not-at-top
   from gen_jax import vmap_trials  # pylint: disable=g-import-not-at-top

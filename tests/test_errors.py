@@ -42,7 +42,7 @@ def test_checkpoint_that_does_not_fit_the_config(tmp_path, tiny_ddpm):
   run_launch([*tiny_ddpm, f'--workdir={workdir}', '--config.training.num_steps=1'])
   proc = run_launch([*tiny_ddpm, f'--workdir={workdir}', '--config.training.num_steps=2',
                      '--config.model.ch=12'], check=False)
-  assert_one_line_error(proc, 'does not fit this config', 'shape')
+  assert_one_line_error(proc, 'does not fit this config', 'model.ch 8 -> 12')
   # The checkpoint that was there is untouched.
   assert os.path.isdir(os.path.join(workdir, 'checkpoints', '1'))
 
@@ -70,6 +70,10 @@ def test_non_finite_loss_stops_and_keeps_the_last_checkpoint(tmp_path, tiny_ddpm
   run_launch([*tiny_ddpm, f'--workdir={workdir}', '--config.training.num_steps=2'])
   proc = run_launch([*tiny_ddpm, f'--workdir={workdir}', '--config.training.num_steps=6',
                      '--config.optim.lr=1e30'], check=False)
-  assert_one_line_error(proc, 'non-finite', 'step')
+  assert_one_line_error(proc, 'non-finite', 'last finite state', 'lower optim.lr (now 1e+30)',
+                        'a smaller optim.grad_clip (now 1)')
+  assert 'None' not in proc.stderr
+  # The last finite state is saved (the steps before the NaN are kept), the older ones too.
+  kept = int(proc.stderr.split('saved as checkpoint ')[1].split('.')[0])
   saved = sorted(int(d) for d in os.listdir(os.path.join(workdir, 'checkpoints')) if d.isdigit())
-  assert saved == [2]
+  assert saved[0] == 2 and saved[-1] == kept and 2 <= kept < 6
