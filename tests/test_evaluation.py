@@ -206,6 +206,7 @@ def test_eval_of_vae_and_conditional_gan(classifier_dir, tmp_path):
 
 def test_eval_errors_are_one_line(classifier_dir, tmp_path):
   empty = str(tmp_path / 'empty')
+  os.makedirs(empty)  # (a workdir that does not exist is refused before the eval block)
   proc = run_launch([*TINY_DDPM, f'--workdir={empty}', '--mode=eval',
                      *_eval_flags(classifier_dir, str(tmp_path))], check=False)
   assert_one_line_error(proc, 'checkpoint')
