@@ -15,12 +15,24 @@ def get_base_config() -> ml_collections.ConfigDict:
   config.seed = 0  # the one base seed; every random choice is fold_in'ed from it.
 
   config.data = ml_collections.ConfigDict()
-  config.data.dataset = 'digits'  # 'digits' (embedded, scikit-learn) or any tfds name.
+  # 'digits' (embedded, scikit-learn), 'folder:PATH' (PNG / JPEG files) or any tfds name.
+  config.data.dataset = 'digits'
   config.data.image_size = 16  # images are resized to (image_size, image_size).
   config.data.data_dir = ''  # tfds data_dir; '' means tfds' default (~/tensorflow_datasets).
   config.data.train_split = 'train'  # split used for training.
   config.data.eval_split = 'test'  # held-out split (digits: the last 297 of 1797 images).
   config.data.random_flip = False  # random horizontal flips of training images.
+  # 'memory' (whole split as float32 arrays), 'grain' (record by record, worker processes;
+  # tfds datasets must be ArrayRecord) or 'auto' (grain above data.max_memory_bytes).
+  config.data.loader = 'auto'
+  config.data.max_memory_bytes = 4 * 2**30  # auto: the float32 split size that picks grain.
+  config.data.num_workers = 0  # grain: worker processes decoding images (0: threads only).
+  config.data.prefetch_batches = 4  # grain: batches prepared ahead per reader (its threads).
+  config.data.labels_from_subfolders = False  # folder: class = first-level subfolder name.
+  config.data.on_bad_image = 'fail'  # undecodable image: 'fail' or 'skip' (file named either way).
+  # Images: shorter side resized to image_size by 'bilinear' (antialiased) or 'area' (box).
+  config.data.resize = 'bilinear'
+  config.data.crop = 'center'  # square crop along the longer side: 'center' or 'random' (grain).
 
   config.training = ml_collections.ConfigDict()
   config.training.batch_size = 64  # global batch over all devices and hosts.

@@ -21,9 +21,16 @@ def get_diffusion_config() -> ml_collections.ConfigDict:
   # Computation dtype: 'float32', or 'bfloat16' for mixed precision on GPUs/TPUs (parameters,
   # optimizer, GroupNorm statistics, softmax and the output stay float32; no faster on CPUs).
   config.model.dtype = 'float32'
+  # Numerics of the DDPM U-Net; diffusers' UNet2DModel defaults differ (1e-5, True, 0, 1, 8),
+  # set by experiments/import_diffusers.py for checkpoints trained with them.
+  config.model.norm_eps = 1e-6  # GroupNorm epsilon.
+  config.model.flip_sin_to_cos = False  # timestep embedding [cos, sin] instead of [sin, cos].
+  config.model.freq_shift = 1.0  # embedding frequencies 10000^(-i / (ch/2 - freq_shift)).
+  config.model.downsample_padding = 0  # 0: pad bottom/right before the stride-2 conv; 1: all.
+  config.model.attn_head_dim = 0  # channels per attention head (0: one head of all).
 
   config.diffusion = ml_collections.ConfigDict()
-  config.diffusion.schedule = 'linear'  # 'linear' (Ho et al.) or 'cosine' (Nichol & Dhariwal).
+  config.diffusion.schedule = 'linear'  # 'linear' (Ho), 'cosine' (Nichol), 'scaled_linear'.
   config.diffusion.num_timesteps = 1000  # T; timesteps are t = 0..T-1.
   config.diffusion.beta_start = 1e-4  # linear schedule: beta at t = 0.
   config.diffusion.beta_end = 0.02  # linear schedule: beta at t = T-1.

@@ -11,7 +11,7 @@ from gen_jax.train_state import TrainState, ema_update, gradient_update, trial_h
 class SingleNetworkExperiment:
   """The state, batches and train step of one network under one pure loss.
 
-  A subclass sets `config`, `mesh`, `_train_data` (an ArrayDataset), `optimizer`,
+  A subclass sets `config`, `mesh`, `_train_data` (`data.load_train_data`), `optimizer`,
   `lr_schedule` and `loss_fn(params, batch, rng) -> (loss, metrics)`, and implements
   `init_params(rng)`.
   """

@@ -46,13 +46,13 @@ class ClassifierExperiment(base.SingleNetworkExperiment):
     validate(config)
     self.config = config
     self.mesh = mesh
-    self._train_data = data.load_dataset(config.data, config.data.train_split)
+    self._train_data = data.load_train_data(config.data)
     self._eval_data = data.load_dataset(config.data, config.data.eval_split)
     self.num_classes = self._train_data.num_classes
     if self.num_classes < 2:
       raise UserError(f'a classifier needs labelled data; {config.data.dataset!r} has '
                       f'{self.num_classes} classes.')
-    self.image_shape = self._train_data.images.shape[1:]  # (H, W, C)
+    self.image_shape = self._train_data.image_shape  # (H, W, C)
     if len(self.image_shape) != 3:
       raise UserError(f'a classifier needs images; {config.data.dataset!r} has samples of '
                       f'shape {self.image_shape}.')

@@ -70,6 +70,8 @@ def validate(config, image_size: int | None = -1) -> None:
       (latent diffusion, before the autoencoder is loaded).
   """
   d, s, m = config.diffusion, config.sampling, config.model
+  # The U-Net's own fields first: the checks below compute with them.
+  validate_unet(m, config.data.image_size if image_size == -1 else image_size)
   checks = [
       (d.schedule in schedules.SCHEDULES, f'diffusion.schedule must be one of '
        f'{schedules.SCHEDULES}, not {d.schedule!r}'),
@@ -77,9 +79,9 @@ def validate(config, image_size: int | None = -1) -> None:
        f'{schedules.PREDICTIONS}, not {d.prediction!r}'),
       (config_checks.is_int(d.num_timesteps) and d.num_timesteps >= 2,
        f'diffusion.num_timesteps must be an integer >= 2, not {d.num_timesteps!r}'),
-      (d.schedule != 'linear' or 0 < d.beta_start <= d.beta_end < 1,
-       f'the linear schedule needs 0 < diffusion.beta_start <= diffusion.beta_end < 1, not '
-       f'{d.beta_start} and {d.beta_end}'),
+      (d.schedule not in ('linear', 'scaled_linear') or 0 < d.beta_start <= d.beta_end < 1,
+       f'the {d.schedule} schedule needs 0 < diffusion.beta_start <= diffusion.beta_end < 1, '
+       f'not {d.beta_start} and {d.beta_end}'),
       (s.sampler in ('ddpm', 'ddim'), f"sampling.sampler must be 'ddpm' or 'ddim', "
        f'not {s.sampler!r}'),
       (s.sampler != 'ddim' or 1 <= s.num_steps <= d.num_timesteps,
@@ -91,15 +93,29 @@ def validate(config, image_size: int | None = -1) -> None:
       (0.0 <= s.eta <= 1.0, f'sampling.eta must be in [0, 1], not {s.eta}'),
       (_model_dtype(m) in ('float32', 'bfloat16'), f"model.dtype must be 'float32' or "
        f"'bfloat16', not {_model_dtype(m)!r}"),
+      (unet_options(m)['downsample_padding'] in (0, 1), f'model.downsample_padding must be '
+       f'0 or 1, not {unet_options(m)["downsample_padding"]}'),
+      (all(m.ch * k % (unet_options(m)['attn_head_dim'] or 1) == 0 for k in m.ch_mult),
+       f'model.attn_head_dim={unet_options(m)["attn_head_dim"]} must divide every level\'s '
+       f'channels {[m.ch * k for k in m.ch_mult]} (0: one head)'),
   ]
   for ok, message in checks:
     if not ok:
       raise UserError(message + '.')
-  validate_unet(m, config.data.image_size if image_size == -1 else image_size)
 
 
 def _model_dtype(model_config) -> str:
   return model_config.get('dtype', 'float32')  # configs saved before the field: float32
+
+
+# The U-Net's numerics options (configs/ddpm.py) and their values in configs saved before
+# them: the DDPM U-Net's.
+UNET_OPTIONS = {'norm_eps': 1e-6, 'flip_sin_to_cos': False, 'freq_shift': 1.0,
+                'downsample_padding': 0, 'attn_head_dim': 0}
+
+
+def unet_options(model_config) -> dict:
+  return {k: model_config.get(k, default) for k, default in UNET_OPTIONS.items()}
 
 
 class DiffusionExperiment(base.SingleNetworkExperiment):
@@ -121,15 +137,15 @@ class DiffusionExperiment(base.SingleNetworkExperiment):
                train_data: data.ArrayDataset | None = None):
     # Before any data is loaded: the U-Net's input side is the given shape's, else the data's.
     side = (image_shape[0] if image_shape is not None else
-            train_data.images.shape[1] if train_data is not None else -1)
+            train_data.image_shape[0] if train_data is not None else -1)
     validate(config, side)
     self.config = config
     self.mesh = mesh
     self._train_data = train_data
     if image_shape is None:
       if self._train_data is None:
-        self._train_data = data.load_dataset(config.data, config.data.train_split)
-      image_shape = self._train_data.images.shape[1:]
+        self._train_data = data.load_train_data(config.data)
+      image_shape = self._train_data.image_shape
     self.image_shape = tuple(image_shape)  # (H, W, C)
     d = config.diffusion
     self.num_classes = 0
@@ -148,7 +164,8 @@ class DiffusionExperiment(base.SingleNetworkExperiment):
                       attn_resolutions=tuple(m.attn_resolutions), dropout=m.dropout,
                       num_groups=m.num_groups, out_channels=self.image_shape[-1],
                       resample_with_conv=m.resample_with_conv,
-                      num_classes=self.num_classes, dtype=jnp.dtype(_model_dtype(m)))
+                      num_classes=self.num_classes, dtype=jnp.dtype(_model_dtype(m)),
+                      **unet_options(m))
     self.schedule = schedules.make_schedule(d.schedule, d.num_timesteps, d.beta_start,
                                             d.beta_end)
     self.optimizer, self.lr_schedule = optim.make_optimizer(config.optim,
@@ -314,3 +331,44 @@ class DiffusionExperiment(base.SingleNetworkExperiment):
       np.savez_compressed(base + '.npz', **arrays)
       print(f'wrote {base}.png ({len(images)} samples)', flush=True)
     return [base + '.png', base + '.npz']
+
+
+def load_denoiser(workdir: str, ema: bool = True):
+  """The network of a diffusion workdir (trained or imported) as one function.
+
+  Args:
+    workdir: a diffusion run's directory (config.json and checkpoints/).
+    ema: use the EMA parameters (False: the raw ones) of the latest checkpoint.
+  Returns:
+    f(x, t) -> out: x (B, H, W, C) float32 images in [-1, 1], t (B,) integer timesteps
+    0..T-1; out (B, H, W, C) float32, the raw network output (eps, x0 or v, as the run's
+    `diffusion.prediction` says). Compiled once per input shape. A class-conditional run
+    is evaluated with its null class (the unconditional network).
+  Raises:
+    UserError: no diffusion run or no checkpoint in `workdir`.
+  """
+  import json  # pylint: disable=g-import-not-at-top
+  import ml_collections  # pylint: disable=g-import-not-at-top
+  from gen_jax import checkpoint  # pylint: disable=g-import-not-at-top
+  from gen_jax import trainer  # pylint: disable=g-import-not-at-top
+  workdir = os.path.abspath(workdir)
+  config_path = os.path.join(workdir, 'config.json')
+  if not os.path.exists(config_path):
+    raise UserError(f'{workdir} is not a gen_jax run (no config.json).')
+  with open(config_path) as f:
+    config = ml_collections.ConfigDict(json.load(f))
+  if config.family != 'diffusion':
+    raise UserError(f'{workdir} is a {config.family!r} run, not a diffusion one.')
+  image_shape = None  # a conditional run reads its classes off the dataset
+  if not config.diffusion.class_conditional:  # the image channels from the checkpoint
+    ckpt = checkpoint.Checkpointer(workdir, async_save=False)
+    try:
+      in_kernel = ckpt.saved_shapes()['params/params/conv_in/kernel']  # (3, 3, C, ch)
+    finally:
+      ckpt.close()
+    image_shape = (config.data.image_size, config.data.image_size, in_kernel[2])
+  experiment = DiffusionExperiment(config, parallel.make_mesh(), image_shape=image_shape)
+  state = trainer.restore_latest(experiment, workdir)
+  params = state.ema_params if ema else state.params
+  apply = jax.jit(lambda p, x, t: experiment.model.apply(p, x, t, train=False))
+  return lambda x, t: apply(params, jnp.asarray(x, jnp.float32), jnp.asarray(t, jnp.int32))

@@ -110,8 +110,8 @@ class GANExperiment:
     validate(config)
     self.config = config
     self.mesh = mesh
-    self._train_data = data.load_dataset(config.data, config.data.train_split)
-    self.sample_shape = self._train_data.images.shape[1:]  # (H, W, C) or (2,)
+    self._train_data = data.load_train_data(config.data)
+    self.sample_shape = self._train_data.image_shape  # (H, W, C) or (2,)
     self.is_points = config.data.dataset == 'ring8'
     g, m = config.gan, config.model
     self.num_classes = self._train_data.num_classes if g.conditional else 0

@@ -5,9 +5,10 @@ paper its config reproduces reported.
 
 Reads RUNS_DIR/**/eval/<step>.json (the manifests `--mode=eval` writes), prints one
 Markdown table (config, metric, paper value, our value, real-data floor, n, steps,
-extractor, date) and writes it to RUNS_DIR/ledger.md. A paper value appears where the
-config's `eval.paper.results` names the metric and its condition (e.g.
-'sampling.num_steps=10') holds for the evaluated config.
+extractor, date, weights: trained here or imported from a published checkpoint) and
+writes it to RUNS_DIR/ledger.md. A paper value appears where the config's
+`eval.paper.results` names the metric and its condition (e.g. 'sampling.num_steps=10')
+holds for the evaluated config.
 """
 
 import argparse
@@ -24,7 +25,23 @@ HEADLINE_METRICS = ('fid', 'kid', 'precision', 'recall', 'inception_score', 'cla
 # family's own (likelihood bounds on held-out data, mode coverage, accuracy).
 SAMPLE_METRICS = ('fid', 'kid', 'precision', 'recall', 'inception_score', 'classes_covered',
                   'class_entropy', 'largest_class_fraction', 'class_accuracy')
-COLUMNS = ('config', 'metric', 'paper', 'ours', 'floor', 'n', 'steps', 'extractor', 'date')
+COLUMNS = ('config', 'metric', 'paper', 'ours', 'floor', 'n', 'steps', 'extractor', 'date',
+           'weights')
+IMPORTED = 'imported.json'  # written into a run by experiments/import_diffusers.py
+
+
+def weights_origin(run_dir: str) -> str:
+  """'trained', or 'imported SOURCE[@REVISION]' for a run made by import_diffusers.py."""
+  path = os.path.join(run_dir, IMPORTED)
+  if not os.path.exists(path):
+    return 'trained'
+  try:
+    with open(path) as f:
+      record = json.load(f)
+  except (OSError, ValueError):
+    return 'imported (unreadable imported.json)'
+  revision = record.get('revision')
+  return f'imported {record.get("source", "?")}' + (f'@{revision[:8]}' if revision else '')
 
 
 def find_manifests(runs_dir: str) -> list[str]:
@@ -78,6 +95,7 @@ def rows_of(manifest: dict, path: str, runs_dir: str) -> list[dict]:
   steps = sampler.get('steps', sampler.get('name', ''))
   extractor = manifest.get('feature_extractor', {})
   extractor_name = (f'{extractor["name"]} {extractor["fingerprint"][:8]}' if extractor else '')
+  origin = weights_origin(os.path.dirname(os.path.dirname(path)))
   names = [m for m in HEADLINE_METRICS if m in metrics or m in paper]
   names += sorted(m for m in paper if m not in names)
   rows = []
@@ -87,7 +105,7 @@ def rows_of(manifest: dict, path: str, runs_dir: str) -> list[dict]:
            'metric': name, 'paper': paper.get(name, (None, ''))[0], 'ours': metrics.get(name),
            'floor': floor.get(name), 'n': manifest.get('n_generated', '') if of_samples else '',
            'steps': steps, 'extractor': extractor_name if of_samples else '',
-           'date': manifest.get('date', '')[:10]}
+           'date': manifest.get('date', '')[:10], 'weights': origin}
     rows.append(row)
   return rows
 

@@ -97,9 +97,9 @@ class VAEExperiment(base.SingleNetworkExperiment):
     validate(config)
     self.config = config
     self.mesh = mesh
-    self._train_data = data.load_dataset(config.data, config.data.train_split)
+    self._train_data = data.load_train_data(config.data)
     self._eval_data = self._load_eval_data()  # at once: a missing split fails here
-    self.image_shape = self._train_data.images.shape[1:]  # (H, W, C)
+    self.image_shape = self._train_data.image_shape  # (H, W, C)
     self.latent_shape = tuple(config.vae.latent_shape)
     self.model = build_model(config, self.image_shape)
     self._run_sharded = parallel.RowMapper(mesh)  # per-device fns over host rows

@@ -55,6 +55,15 @@ class Checkpointer:
   def latest_step(self) -> int | None:
     return self._manager.latest_step()
 
+  def saved_shapes(self, step: int | None = None) -> dict[str, tuple]:
+    """{'params/params/conv_in/kernel': shape, ...} of checkpoint `step` (default: latest),
+    read from its metadata without restoring it."""
+    step = self.latest_step() if step is None else step
+    if step is None:
+      raise UserError(f'no checkpoint in {self.directory}: train first '
+                      f'(--mode=train with the same --workdir).')
+    return _describe_shapes(self._manager.item_metadata(step))
+
   def save(self, step: int, state: Any) -> None:
     """Starts saving `state` as checkpoint `step` (finished by `wait` or the next save)."""
     self._manager.save(step, args=ocp.args.StandardSave(state), force=True)

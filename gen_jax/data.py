@@ -3,8 +3,15 @@
 Datasets:
   * 'digits': scikit-learn's shipped 8x8 handwritten digits (1797 images, no network,
     no TensorFlow). Split: 'train' = the first 1500 images, 'test' = the last 297.
+  * 'folder:PATH': PNG / JPEG files under PATH (one split, 'train'), labels from the
+    subfolder names when `data.labels_from_subfolders` (gen_jax.input_pipeline).
   * any other name: a tensorflow-datasets dataset, loaded with `download=False` from
     `data.data_dir`; TensorFlow is imported only then.
+
+Loaders (`data.loader`): 'memory' holds the split as float32 arrays (BatchSource);
+'grain' reads it record by record with grain (gen_jax.input_pipeline.GrainBatchSource),
+for splits larger than memory; 'auto' takes grain when the training split would take more
+than `data.max_memory_bytes` as float32. Both give the same batches for the same seed.
 
 Images are float32 in [-1, 1], shape (N, H, W, C), resized to `data.image_size`.
 
@@ -16,6 +23,7 @@ Every process builds the same order and keeps only its own slice of each global 
 """
 
 import dataclasses
+import os
 from typing import Callable
 
 import numpy as np
@@ -23,6 +31,8 @@ import numpy as np
 from gen_jax.errors import UserError
 
 DIGITS_TRAIN_SIZE = 1500  # digits 'train' = images [0, 1500), 'test' = [1500, 1797).
+FOLDER_PREFIX = 'folder:'  # data.dataset='folder:PATH': an image folder
+LOADERS = ('memory', 'grain', 'auto')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,6 +44,11 @@ class ArrayDataset:
 
   def __len__(self) -> int:
     return self.images.shape[0]
+
+  @property
+  def image_shape(self) -> tuple[int, ...]:
+    """(H, W, C) of an image ((2,) for ring8's points)."""
+    return tuple(self.images.shape[1:])
 
 
 def _resize(images: np.ndarray, size: int) -> np.ndarray:
@@ -129,7 +144,11 @@ def load_dataset(data_config, split: str) -> ArrayDataset:
   name = data_config.dataset
   if data_config.image_size < 1:
     raise UserError(f'data.image_size must be positive, got {data_config.image_size}.')
-  if name in EMBEDDED_DATASETS:
+  if name.startswith(FOLDER_PREFIX):
+    from gen_jax import input_pipeline  # pylint: disable=g-import-not-at-top
+    records = input_pipeline.folder_dataset(_folder_split(name, split), data_config)
+    dataset = input_pipeline.decode_all(records, data_config.get('on_bad_image', 'fail'))
+  elif name in EMBEDDED_DATASETS:
     dataset = EMBEDDED_DATASETS[name](split, data_config.image_size, data_config.data_dir)
   else:
     dataset = _load_tfds(name, split, data_config.image_size, data_config.data_dir)
@@ -145,11 +164,148 @@ def load_held_out(data_config, max_examples: int = 0) -> ArrayDataset:
   return ArrayDataset(held_out.images[:n], held_out.labels[:n], held_out.num_classes)
 
 
-def train_source(dataset: ArrayDataset, config) -> 'BatchSource':
-  """The training batch order of a run: its global batch, seed, flips, this process."""
+def _folder_split(name: str, split: str) -> str:
+  """The directory of a folder dataset's split: the folder itself ('train' or 'all')."""
+  root = os.path.expanduser(name[len(FOLDER_PREFIX):])
+  if split not in ('train', 'all'):
+    raise UserError(f"an image folder has one split, 'train' (all its images), not "
+                    f"{split!r}; set data.train_split='train' (and eval.split / "
+                    f"data.eval_split to 'train', or eval.floor=False).")
+  return root
+
+
+def choose_loader(data_config, split: str) -> tuple[str, str]:
+  """('memory' or 'grain', why) for `split` under `data.loader`.
+
+  'auto' takes grain when the split, as float32 images at `data.image_size`, would take
+  more than `data.max_memory_bytes`, or for random crops; embedded datasets are always in
+  memory.
+  """
+  loader = data_config.get('loader', 'memory')
+  if loader not in LOADERS:
+    raise UserError(f"data.loader must be 'memory', 'grain' or 'auto', not {loader!r}.")
+  if loader != 'auto':
+    return loader, f'data.loader={loader!r}'
+  name = data_config.dataset
+  if name in EMBEDDED_DATASETS:
+    return 'memory', f'{name} is embedded'
+  if data_config.get('crop', 'center') == 'random':
+    return 'grain', "data.crop='random' crops each image as it is read"
+  count, channels = _split_size(data_config, split)
+  size = data_config.image_size
+  nbytes = count * size * size * channels * 4
+  limit = data_config.get('max_memory_bytes', 4 * 2**30)
+  why = (f'{name} {split}: {count} images, {nbytes / 2**30:.2f} GiB as float32 at '
+         f'{size}x{size}, data.max_memory_bytes {limit / 2**30:.2f} GiB')
+  return ('grain' if nbytes > limit else 'memory'), why
+
+
+def _split_size(data_config, split: str) -> tuple[int, int]:
+  """(number of images, channels) of a split, without decoding it."""
+  name = data_config.dataset
+  if name.startswith(FOLDER_PREFIX):
+    from gen_jax import input_pipeline  # pylint: disable=g-import-not-at-top
+    paths, _, _ = input_pipeline.list_folder(_folder_split(name, split),
+                                             data_config.get('labels_from_subfolders', False))
+    return len(paths), 3
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  try:
+    info = tfds.builder(name, data_dir=data_config.data_dir or None).info
+    count = info.splits[split].num_examples
+  except Exception:  # pylint: disable=broad-except
+    # Unknown or unprepared: size 0, so the memory loader reports it in its words.
+    return 0, 3
+  shape = info.features['image'].shape if 'image' in info.features else (0, 0, 3)
+  return int(count), int(shape[-1] or 3)
+
+
+def load_train_data(data_config):
+  """The training split, in memory or as records, by `data.loader`.
+
+  Returns:
+    An ArrayDataset (memory; also the embedded datasets under grain, which are arrays
+    already), or a gen_jax.input_pipeline.RecordDataset read by grain. Both have
+    `image_shape`, `num_classes` and `len()`.
+  """
+  split = data_config.train_split
+  loader, why = choose_loader(data_config, split)
+  if data_config.get('loader', 'memory') == 'auto' and data_config.dataset not in EMBEDDED_DATASETS:
+    _say(f'data: {loader} loader, data.loader=\'auto\' ({why}).')
+  if loader == 'memory' or data_config.dataset in EMBEDDED_DATASETS:
+    if loader == 'memory' and data_config.get('crop', 'center') == 'random':
+      raise UserError("data.crop='random' needs data.loader='grain' (the memory loader "
+                      "holds center crops).")
+    return load_dataset(data_config, split)
+  from gen_jax import input_pipeline  # pylint: disable=g-import-not-at-top
+  if data_config.image_size < 1:
+    raise UserError(f'data.image_size must be positive, got {data_config.image_size}.')
+  name = data_config.dataset
+  if name.startswith(FOLDER_PREFIX):
+    dataset = input_pipeline.folder_dataset(_folder_split(name, split), data_config)
+  else:
+    dataset = input_pipeline.tfds_dataset(name, split, data_config)
+  _say(f'data: reading {dataset.description} with grain, '
+       f'{data_config.get("num_workers", 0)} worker process(es).')
+  return dataset
+
+
+def _say(message: str) -> None:
   import jax  # pylint: disable=g-import-not-at-top
-  return BatchSource(dataset, config.training.batch_size, config.seed, jax.process_index(),
-                     jax.process_count(), config.data.random_flip)
+  if jax.process_index() == 0:
+    print(message, flush=True)
+
+
+def train_source(dataset, config):
+  """The training batch order of a run: its global batch, seed, flips, this process.
+
+  A RecordDataset, or any dataset under data.loader='grain', is read with grain
+  (gen_jax.input_pipeline.GrainBatchSource); an ArrayDataset otherwise by BatchSource.
+  Both give the same batches.
+  """
+  import jax  # pylint: disable=g-import-not-at-top
+  d = config.data
+  args = (dataset, config.training.batch_size, config.seed, jax.process_index(),
+          jax.process_count(), d.random_flip)
+  if isinstance(dataset, ArrayDataset) and d.get('loader', 'memory') != 'grain':
+    return BatchSource(*args)
+  from gen_jax import input_pipeline  # pylint: disable=g-import-not-at-top
+  return input_pipeline.GrainBatchSource(*args, num_workers=d.get('num_workers', 0),
+                                         prefetch=d.get('prefetch_batches', 4),
+                                         on_bad_image=d.get('on_bad_image', 'fail'))
+
+
+class EpochOrder:
+  """Epoch e of a dataset of n examples is the permutation drawn from (seed, e)."""
+
+  def __init__(self, num_examples: int, seed: int):
+    self.num_examples = num_examples
+    self.seed = seed
+    self._permutations: dict[int, np.ndarray] = {}
+
+  def permutation(self, epoch: int) -> np.ndarray:
+    if epoch not in self._permutations:
+      if len(self._permutations) > 4:
+        self._permutations.clear()
+      rng = np.random.default_rng([self.seed, epoch])
+      self._permutations[epoch] = rng.permutation(self.num_examples)
+    return self._permutations[epoch]
+
+
+def batch_indices(order: EpochOrder, step: int, global_batch_size: int, process_index: int,
+                  local_batch_size: int) -> np.ndarray:
+  """Dataset indices of one process's slice of the global batch of `step`."""
+  start = step * global_batch_size + process_index * local_batch_size
+  positions = np.arange(start, start + local_batch_size)  # stream positions
+  epochs, offsets = np.divmod(positions, order.num_examples)
+  return np.array([order.permutation(int(e))[o] for e, o in zip(epochs, offsets)])
+
+
+def batch_flips(seed: int, step: int, global_batch_size: int, process_index: int,
+                local_batch_size: int) -> np.ndarray:
+  """(B_local,) bool: which images of this slice of step's global batch are flipped."""
+  rng = np.random.default_rng([seed, step, 1])
+  flips = rng.random(global_batch_size) < 0.5  # decided globally, sliced below
+  return flips[process_index * local_batch_size:][:local_batch_size]
 
 
 class BatchSource:
@@ -174,24 +330,19 @@ class BatchSource:
     self.local_batch_size = global_batch_size // process_count
     self.seed = seed
     self.process_index = process_index
+    self.process_count = process_count
     self.random_flip = random_flip
-    self._permutations: dict[int, np.ndarray] = {}
+    self._order = EpochOrder(len(dataset), seed)
 
-  def _permutation(self, epoch: int) -> np.ndarray:
-    if epoch not in self._permutations:
-      if len(self._permutations) > 4:
-        self._permutations.clear()
-      rng = np.random.default_rng([self.seed, epoch])
-      self._permutations[epoch] = rng.permutation(len(self.dataset))
-    return self._permutations[epoch]
+  def with_seed(self, seed: int) -> 'BatchSource':
+    """The same source with another seed (vmapped trials' own batch orders)."""
+    return BatchSource(self.dataset, self.global_batch_size, seed, self.process_index,
+                       self.process_count, self.random_flip)
 
   def indices(self, step: int) -> np.ndarray:
     """Dataset indices of this process's slice of the global batch of `step`."""
-    n = len(self.dataset)
-    start = step * self.global_batch_size + self.process_index * self.local_batch_size
-    positions = np.arange(start, start + self.local_batch_size)  # stream positions
-    epochs, offsets = np.divmod(positions, n)
-    return np.array([self._permutation(int(e))[o] for e, o in zip(epochs, offsets)])
+    return batch_indices(self._order, step, self.global_batch_size, self.process_index,
+                         self.local_batch_size)
 
   def batch(self, step: int) -> dict[str, np.ndarray]:
     """This process's slice of the global batch of `step`.
@@ -206,9 +357,8 @@ class BatchSource:
     offset = self.process_index * self.local_batch_size
     images = self.dataset.images[idx]
     if self.random_flip:
-      rng = np.random.default_rng([self.seed, step, 1])
-      flips = rng.random(self.global_batch_size) < 0.5  # decided globally, sliced below
-      flips = flips[self.process_index * self.local_batch_size:][:self.local_batch_size]
+      flips = batch_flips(self.seed, step, self.global_batch_size, self.process_index,
+                          self.local_batch_size)
       images = np.where(flips[:, None, None, None], images[:, :, ::-1], images)
     return {'image': images, 'label': self.dataset.labels[idx],
             'index': np.arange(offset, offset + self.local_batch_size, dtype=np.int32)}

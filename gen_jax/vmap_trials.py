@@ -42,7 +42,6 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 import numpy as np
 
-from gen_jax import data
 from gen_jax import parallel
 from gen_jax.errors import UserError
 from gen_jax.train_state import TrainState
@@ -237,10 +236,7 @@ class VmappedTrials:
     source = self.family.train_batches()
     if 'seed' not in self.values:
       return source
-    return _StackedBatches([
-        data.BatchSource(source.dataset, source.global_batch_size, int(seed),
-                         jax.process_index(), jax.process_count(), source.random_flip)
-        for seed in self.seeds])
+    return _StackedBatches([source.with_seed(int(seed)) for seed in self.seeds])
 
   def train_step(self, state: TrialState, batch, rng):
     """One trial's per-device step (the train loop's `per_device` vmaps it, see map_step)."""

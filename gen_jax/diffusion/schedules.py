@@ -26,6 +26,7 @@ import numpy as np
 
 PREDICTIONS = ('eps', 'x0', 'v')
 SCHEDULES = ('linear', 'cosine')
+SCHEDULES += ('scaled_linear',)  # diffusers' beta_schedule of that name (imported checkpoints)
 
 
 def linear_betas(num_timesteps: int, beta_start: float = 1e-4,
@@ -50,6 +51,12 @@ def cosine_betas(num_timesteps: int, s: float = 0.008, max_beta: float = 0.999) 
   """
   f = cosine_alpha_bar(np.arange(num_timesteps + 1, dtype=np.float64) / num_timesteps, s)
   return np.minimum(1.0 - f[1:] / f[:-1], max_beta)
+
+
+def scaled_linear_betas(num_timesteps: int, beta_start: float = 0.00085,
+                        beta_end: float = 0.012) -> np.ndarray:
+  """diffusers' 'scaled_linear': sqrt(beta) linear from sqrt(start) to sqrt(end). (T,) float64."""
+  return np.linspace(beta_start ** 0.5, beta_end ** 0.5, num_timesteps, dtype=np.float64) ** 2
 
 
 @flax.struct.dataclass
@@ -80,6 +87,8 @@ def make_schedule(kind: str = 'linear', num_timesteps: int = 1000,
     betas = linear_betas(num_timesteps, beta_start, beta_end)
   elif kind == 'cosine':
     betas = cosine_betas(num_timesteps)
+  elif kind == 'scaled_linear':
+    betas = scaled_linear_betas(num_timesteps, beta_start, beta_end)
   else:
     raise ValueError(f'unknown schedule {kind!r}; use one of {SCHEDULES}.')
   return schedule_from_betas(betas)

@@ -15,19 +15,25 @@ default_init = nn.initializers.variance_scaling(1.0, 'fan_avg', 'uniform')
 zero_init = nn.initializers.variance_scaling(1e-10, 'fan_avg', 'uniform')
 
 
-def timestep_embedding(t: jax.Array, dim: int, max_period: float = 10000.0) -> jax.Array:
+def timestep_embedding(t: jax.Array, dim: int, max_period: float = 10000.0,
+                       flip_sin_to_cos: bool = False, freq_shift: float = 1.0) -> jax.Array:
   """Sinusoidal embedding of integer timesteps as in the Transformer / DDPM code.
 
   Args:
     t: (B,) timesteps.
     dim: embedding width (even).
     max_period: the longest wavelength.
+    flip_sin_to_cos: [cos, sin] instead of [sin, cos] (diffusers' option of that name).
+    freq_shift: s in the frequencies below (diffusers' `freq_shift`; DDPM's is 1).
   Returns:
-    (B, dim): [sin(t w_0..w_{d/2-1}), cos(t w_0..)] with w_i = max_period^(-i/(d/2-1)).
+    (B, dim): [sin(t w_0..w_{d/2-1}), cos(t w_0..)] with w_i = max_period^(-i/(d/2-s)).
   """
   half = dim // 2
-  freqs = jnp.exp(-math.log(max_period) * jnp.arange(half, dtype=jnp.float32) / (half - 1))
+  freqs = jnp.exp(-math.log(max_period) * jnp.arange(half, dtype=jnp.float32) /
+                  (half - freq_shift))
   args = t.astype(jnp.float32)[:, None] * freqs[None, :]  # (B, half)
+  if flip_sin_to_cos:
+    return jnp.concatenate([jnp.cos(args), jnp.sin(args)], axis=-1)
   return jnp.concatenate([jnp.sin(args), jnp.cos(args)], axis=-1)
 
 
@@ -133,15 +139,18 @@ class ResBlock(nn.Module):
   num_groups: int = 32
   dropout: float = 0.0
   dtype: Any = jnp.float32  # computation dtype; parameters stay float32
+  norm_eps: float = 1e-6  # GroupNorm epsilon
 
   @nn.compact
   def __call__(self, x, temb, train: bool):  # x: (B, H, W, C), temb: (B, D)
-    h = GroupNorm(self.num_groups, silu=True, dtype=self.dtype, name='norm1')(x)
+    h = GroupNorm(self.num_groups, epsilon=self.norm_eps, silu=True, dtype=self.dtype,
+                  name='norm1')(x)
     h = nn.Conv(self.out_ch, (3, 3), kernel_init=default_init, dtype=self.dtype,
                 name='conv1')(h)
     h = h + nn.Dense(self.out_ch, kernel_init=default_init, dtype=self.dtype,
                      name='temb_proj')(nn.silu(temb))[:, None, None, :]
-    h = GroupNorm(self.num_groups, silu=True, dtype=self.dtype, name='norm2')(h)
+    h = GroupNorm(self.num_groups, epsilon=self.norm_eps, silu=True, dtype=self.dtype,
+                  name='norm2')(h)
     h = nn.Dropout(self.dropout, deterministic=not train)(h)
     h = nn.Conv(self.out_ch, (3, 3), kernel_init=zero_init, dtype=self.dtype, name='conv2')(h)
     if x.shape[-1] != self.out_ch:
@@ -151,19 +160,33 @@ class ResBlock(nn.Module):
 
 
 class AttnBlock(nn.Module):
-  """Single-head self-attention over all pixels, with a residual connection."""
+  """Self-attention over all pixels, with a residual connection.
+
+  One head of all channels (DDPM), or heads of `head_dim` channels each (channel
+  h * head_dim + d is dimension d of head h, as diffusers splits them).
+  """
   num_groups: int = 32
   dtype: Any = jnp.float32
+  norm_eps: float = 1e-6  # GroupNorm epsilon
+  head_dim: int = 0  # channels per head (0: one head)
 
   @nn.compact
   def __call__(self, x):  # (B, H, W, C)
     b, height, width, c = x.shape
-    h = GroupNorm(self.num_groups, dtype=self.dtype, name='norm')(x)
+    h = GroupNorm(self.num_groups, epsilon=self.norm_eps, dtype=self.dtype, name='norm')(x)
     qkv = nn.Dense(3 * c, kernel_init=default_init, dtype=self.dtype, name='qkv')(h)
     q, k, v = jnp.split(qkv.reshape(b, height * width, 3 * c), 3, axis=-1)  # (B, N, C) each
-    logits = jnp.einsum('bnc,bmc->bnm', q, k).astype(jnp.float32) / math.sqrt(c)
-    weights = jax.nn.softmax(logits, axis=-1).astype(self.dtype)  # softmax in float32
-    h = jnp.einsum('bnm,bmc->bnc', weights, v).reshape(b, height, width, c)
+    if self.head_dim and self.head_dim != c:
+      heads = c // self.head_dim
+      q, k, v = (a.reshape(b, height * width, heads, self.head_dim) for a in (q, k, v))
+      logits = jnp.einsum('bnhd,bmhd->bhnm', q, k).astype(jnp.float32) / math.sqrt(
+          self.head_dim)
+      weights = jax.nn.softmax(logits, axis=-1).astype(self.dtype)  # (B, heads, N, N)
+      h = jnp.einsum('bhnm,bmhd->bnhd', weights, v).reshape(b, height, width, c)
+    else:
+      logits = jnp.einsum('bnc,bmc->bnm', q, k).astype(jnp.float32) / math.sqrt(c)
+      weights = jax.nn.softmax(logits, axis=-1).astype(self.dtype)  # softmax in float32
+      h = jnp.einsum('bnm,bmc->bnc', weights, v).reshape(b, height, width, c)
     return x.astype(self.dtype) + nn.Dense(c, kernel_init=zero_init, dtype=self.dtype,
                                            name='proj_out')(h)
 
@@ -172,12 +195,14 @@ class Downsample(nn.Module):
   """Halves H and W: a stride-2 3x3 conv, or 2x2 average pooling."""
   with_conv: bool = True
   dtype: Any = jnp.float32
+  padding: int = 0  # 0: bottom/right by one (DDPM); 1: one on every side (diffusers' default)
 
   @nn.compact
   def __call__(self, x):  # (B, H, W, C) -> (B, H/2, W/2, C)
     if self.with_conv:
       # Pad bottom/right only, as the DDPM code (and diffusers' downsample_padding=0).
-      x = jnp.pad(x, ((0, 0), (0, 1), (0, 1), (0, 0)))
+      before = self.padding
+      x = jnp.pad(x, ((0, 0), (before, 1), (before, 1), (0, 0)))
       return nn.Conv(x.shape[-1], (3, 3), strides=(2, 2), padding='VALID',
                      kernel_init=default_init, dtype=self.dtype, name='conv')(x)
     return nn.avg_pool(x, (2, 2), strides=(2, 2))

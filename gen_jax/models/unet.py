@@ -27,6 +27,12 @@ class UNet(nn.Module):
       is the "null" class (classifier-free guidance).
     dtype: computation dtype (jnp.bfloat16 for mixed precision). Parameters, GroupNorm
       statistics, the softmax and the output stay float32.
+    norm_eps: GroupNorm epsilon.
+    flip_sin_to_cos, freq_shift: the timestep embedding (`layers.timestep_embedding`).
+    downsample_padding: 0 pads bottom/right before the stride-2 conv, 1 every side.
+    attn_head_dim: channels per attention head (0: one head of all channels).
+    The last five default to the DDPM U-Net; diffusers' UNet2DModel defaults are 1e-5,
+    True, 0, 1 and 8 (gen_jax/interop/diffusers_unet.py maps them).
   """
   ch: int = 128
   ch_mult: Sequence[int] = (1, 2, 2, 2)
@@ -38,13 +44,19 @@ class UNet(nn.Module):
   resample_with_conv: bool = True
   num_classes: int = 0
   dtype: Any = jnp.float32
+  norm_eps: float = 1e-6
+  flip_sin_to_cos: bool = False
+  freq_shift: float = 1.0
+  downsample_padding: int = 0
+  attn_head_dim: int = 0
 
   @nn.compact
   def __call__(self, x: jax.Array, t: jax.Array, y: jax.Array | None = None,
                train: bool = False) -> jax.Array:
     """x: (B, H, W, C) in about [-1, 1]; t: (B,) int; y: (B,) int or None. -> (B, H, W, C')."""
     temb_dim = 4 * self.ch
-    temb = layers.timestep_embedding(t, self.ch)  # (B, ch)
+    temb = layers.timestep_embedding(t, self.ch, flip_sin_to_cos=self.flip_sin_to_cos,
+                                     freq_shift=self.freq_shift)  # (B, ch)
     dense = functools.partial(nn.Dense, temb_dim, kernel_init=layers.default_init,
                               dtype=self.dtype)
     temb = dense(name='temb_dense0')(temb)
@@ -56,12 +68,16 @@ class UNet(nn.Module):
                              name='class_embed')(y)
 
     def res_block(h, out_ch):
-      return layers.ResBlock(out_ch, self.num_groups, self.dropout, self.dtype)(h, temb, train)
+      return layers.ResBlock(out_ch, self.num_groups, self.dropout, self.dtype,
+                             self.norm_eps)(h, temb, train)
+
+    def attend(h):
+      return layers.AttnBlock(self.num_groups, self.dtype, self.norm_eps, self.attn_head_dim)(h)
 
     def maybe_attend(h):
       if h.shape[1] not in self.attn_resolutions:
         return h
-      return layers.AttnBlock(self.num_groups, self.dtype)(h)
+      return attend(h)
 
     h = nn.Conv(self.ch, (3, 3), kernel_init=layers.default_init, dtype=self.dtype,
                 name='conv_in')(x)
@@ -71,11 +87,11 @@ class UNet(nn.Module):
         h = maybe_attend(res_block(h, self.ch * mult))
         skips.append(h)
       if level != len(self.ch_mult) - 1:
-        h = layers.Downsample(self.resample_with_conv, self.dtype)(h)
+        h = layers.Downsample(self.resample_with_conv, self.dtype, self.downsample_padding)(h)
         skips.append(h)
 
     h = res_block(h, h.shape[-1])  # middle
-    h = layers.AttnBlock(self.num_groups, self.dtype)(h)
+    h = attend(h)
     h = res_block(h, h.shape[-1])
 
     for level, mult in reversed(list(enumerate(self.ch_mult))):  # up
@@ -84,7 +100,8 @@ class UNet(nn.Module):
       if level != 0:
         h = layers.Upsample(self.resample_with_conv, self.dtype)(h)
 
-    h = layers.GroupNorm(self.num_groups, silu=True, dtype=self.dtype, name='norm_out')(h)
+    h = layers.GroupNorm(self.num_groups, epsilon=self.norm_eps, silu=True, dtype=self.dtype,
+                         name='norm_out')(h)
     out = nn.Conv(self.out_channels or x.shape[-1], (3, 3), kernel_init=layers.zero_init,
                   dtype=self.dtype, name='conv_out')(h)
     return out.astype(jnp.float32)  # losses and samplers work in float32

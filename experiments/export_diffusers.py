@@ -1,0 +1,91 @@
+"""Exports a gen_jax diffusion run as a diffusers `UNet2DModel` + `DDPMScheduler` folder.
+
+    python experiments/export_diffusers.py --workdir=RUN --out=DIR [--raw]
+
+DIR gets config.json, diffusion_pytorch_model.safetensors (the EMA parameters of the
+latest checkpoint; --raw: the trained ones), scheduler_config.json and model_index.json,
+so that both `diffusers.UNet2DModel.from_pretrained(DIR)` and
+`diffusers.DDPMPipeline.from_pretrained(DIR)` load it. A U-Net that UNet2DModel cannot
+express (class-conditional, pooling resamplers) is refused with one line, exit code 2.
+"""
+
+import argparse
+import json
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+# pylint: disable=g-import-not-at-top,wrong-import-position
+import jax
+import ml_collections
+import numpy as np
+
+from gen_jax import checkpoint
+from gen_jax import parallel
+from gen_jax import trainer
+from gen_jax.errors import UserError
+from gen_jax.interop import diffusers_unet
+# pylint: enable=g-import-not-at-top,wrong-import-position
+
+_OURS = {diffusers_unet.MODEL_CONFIG, diffusers_unet.SCHEDULER_CONFIG,
+         diffusers_unet.PIPELINE_INDEX, diffusers_unet.WEIGHTS_SAFETENSORS}
+
+
+def export_run(workdir: str, out: str, ema: bool = True) -> list[str]:
+  """Writes `out` from the latest checkpoint of `workdir`; returns the files written.
+
+  Raises:
+    UserError: no diffusion run there, a U-Net diffusers cannot express, or an `out`
+      holding other files (nothing is overwritten but an earlier export).
+  """
+  from experiments import diffusion  # pylint: disable=g-import-not-at-top
+  workdir = os.path.abspath(workdir)
+  config_path = os.path.join(workdir, 'config.json')
+  if not os.path.exists(config_path):
+    raise UserError(f'--workdir={workdir} is not a gen_jax run (no config.json).')
+  with open(config_path) as f:
+    config = ml_collections.ConfigDict(json.load(f))
+  if config.family != 'diffusion':
+    raise UserError(f'--workdir={workdir} is a {config.family!r} run; only diffusion runs '
+                    f'export to diffusers.')
+  if os.path.isdir(out) and set(os.listdir(out)) - _OURS:
+    raise UserError(f'--out={out} holds other files; give a new or empty folder.')
+  ckpt = checkpoint.Checkpointer(workdir, async_save=False)
+  try:
+    in_kernel = ckpt.saved_shapes()['params/params/conv_in/kernel']  # (3, 3, C, ch)
+  finally:
+    ckpt.close()
+  spec = diffusers_unet.spec_from_gen_jax_config(config, channels=int(in_kernel[2]))
+  scheduler_config = diffusers_unet.scheduler_config_from_fields(config)
+  unet_config = diffusers_unet.diffusers_config_from_spec(spec)
+  experiment = diffusion.DiffusionExperiment(
+      config, parallel.make_mesh(), image_shape=(spec.image_size, spec.image_size,
+                                                 spec.channels))
+  state = trainer.restore_latest(experiment, workdir)
+  params = jax.tree.map(np.asarray, jax.device_get(state.ema_params if ema else state.params))
+  state_dict = diffusers_unet.state_dict_from_params(params, spec)
+  return diffusers_unet.write_folder(
+      out, unet_config, state_dict, scheduler_config,
+      metadata={'gen_jax_workdir': workdir, 'gen_jax_step': str(int(state.step)),
+                'gen_jax_params': 'ema' if ema else 'raw'})
+
+
+def main(argv=None) -> int:
+  parser = argparse.ArgumentParser(description=__doc__,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser.add_argument('--workdir', required=True, help='the gen_jax diffusion run')
+  parser.add_argument('--out', required=True, help='the diffusers folder to write')
+  parser.add_argument('--raw', action='store_true', help='the trained, not the EMA, params')
+  args = parser.parse_args(argv)
+  try:
+    written = export_run(args.workdir, args.out, ema=not args.raw)
+  except UserError as e:
+    print(f'error: {e}', file=sys.stderr)
+    return 2
+  print(f'wrote {args.out}: ' + ', '.join(os.path.basename(p) for p in written))
+  return 0
+
+
+if __name__ == '__main__':
+  sys.exit(main())
