@@ -15,7 +15,7 @@ from ml_collections import config_flags
 
 from gen_jax import host_memory
 from gen_jax import runner
-from gen_jax.errors import UserError
+from gen_jax.errors import UserError, config_file_error, config_path_from_argv
 
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Config file (configs/*.py).',
                                           lock_config=True)
@@ -43,10 +43,17 @@ flags.mark_flags_as_required(['config', 'workdir'])
 
 
 def parse_flags(argv):
-  """absl's parsing, with config mistakes (unknown field, wrong type) as one line."""
+  """absl's parsing, with config mistakes (a file that does not load, unknown field, wrong
+  type) as one line."""
   try:
     return flags.FLAGS(argv)
-  except (flags.Error, AttributeError, KeyError, TypeError, ValueError) as e:
+  except Exception as e:  # pylint: disable=broad-except  # loading a config file runs its code
+    file_error = config_file_error(e, config_path_from_argv(argv))
+    if file_error:
+      print(f'error: {file_error}', file=sys.stderr)
+      sys.exit(2)
+    if not isinstance(e, (flags.Error, AttributeError, KeyError, TypeError, ValueError)):
+      raise
     message = ' '.join(str(e).replace('\\n', ' ').replace("\\'", "'").split()).strip('\'"')
     if isinstance(e, (AttributeError, KeyError)):
       message = 'unknown config field ' + message.replace("'", '')
@@ -64,8 +71,10 @@ def main(argv):
   try:
     config = _CONFIG.value
     config.family  # pylint: disable=pointless-statement  # a failed load raises here
-  except (OSError, AttributeError) as e:
-    print(f'error: cannot load --config: {" ".join(str(e).split())}', file=sys.stderr)
+  except Exception as e:  # pylint: disable=broad-except  # loading a config file runs its code
+    message = (config_file_error(e, config_path_from_argv(sys.argv)) or
+               f'cannot load --config: {" ".join(str(e).split())}')
+    print(f'error: {message}', file=sys.stderr)
     sys.exit(2)
   try:
     config_file = config_flags.get_config_filename(flags.FLAGS['config'])

@@ -13,6 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from experiments import base
+from experiments import config_checks
 from gen_jax import data
 from gen_jax import optim
 from gen_jax import parallel
@@ -23,10 +24,26 @@ from gen_jax.objectives.classification import make_classification_loss
 from gen_jax.train_state import TrainState
 
 
+def validate(config) -> None:
+  """One-line errors for the model block, before any data is loaded."""
+  m = config.model
+  features = config_checks.check_int_tuple('model.features', m.features, '(32,64,128)')
+  config_checks.check_int('model.feature_dim', m.feature_dim)
+  config_checks.check_groups('model.num_groups', m.num_groups, list(features), 'model.features')
+  config_checks.check_number('model.dropout', m.dropout, 0.0, 1.0)
+  config_checks.check_number('model.label_smoothing', m.label_smoothing, 0.0, 1.0)
+  size, scale = config.data.image_size, 2 ** (len(features) - 1)
+  if size < scale:  # every level after the first halves H and W, down to at least 1x1
+    raise UserError(f'data.image_size={size} is too small for {len(features)} levels of '
+                    f'model.features (each after the first halves it): it must be >= {scale}; '
+                    f'use fewer levels or larger images.')
+
+
 class ClassifierExperiment(base.SingleNetworkExperiment):
   """Builds the classifier, its cross-entropy loss, held-out accuracy and error figure."""
 
   def __init__(self, config, mesh):
+    validate(config)
     self.config = config
     self.mesh = mesh
     self._train_data = data.load_train_data(config.data)
@@ -40,9 +57,6 @@ class ClassifierExperiment(base.SingleNetworkExperiment):
       raise UserError(f'a classifier needs images; {config.data.dataset!r} has samples of '
                       f'shape {self.image_shape}.')
     m = config.model
-    if any(f % m.num_groups for f in m.features):
-      raise UserError(f'model.num_groups={m.num_groups} must divide every level\'s channels '
-                      f'{tuple(m.features)}.')
     self.model = Classifier(num_classes=self.num_classes, features=tuple(m.features),
                             feature_dim=m.feature_dim, num_groups=m.num_groups,
                             dropout=m.dropout)

@@ -8,6 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from experiments import base
+from experiments import config_checks
 from gen_jax import data
 from gen_jax import optim
 from gen_jax import parallel
@@ -24,15 +25,63 @@ from gen_jax.train_state import TrainState
 _VLB_STREAM = 0x0B0D  # folded into eval.seed for the bound's timesteps and noise
 
 
-def validate(config) -> None:
-  """One-line errors for values the code below would otherwise trip over deep inside."""
+def validate_unet(m, size: int | None, size_name: str = 'data.image_size') -> None:
+  """One-line errors for the U-Net fields of the `model` block `m`.
+
+  Args:
+    m: the config's model block.
+    size: the side of the U-Net's input (None: not known yet; the size checks are skipped).
+    size_name: what `size` is, for messages.
+  Raises:
+    UserError: a field the U-Net cannot be built with, or attention at a resolution that
+      none of its levels has (which would silently train without it).
+  """
+  checks = config_checks
+  # The sinusoidal time embedding (ch wide) needs at least two frequencies.
+  checks.check_int('model.ch', m.ch, 4)
+  ch_mult = checks.check_int_tuple('model.ch_mult', m.ch_mult, '(1,2,2)')
+  checks.check_int('model.num_res_blocks', m.num_res_blocks, 0)
+  checks.check_number('model.dropout', m.dropout, 0.0, 1.0)
+  attn = checks.check_int_tuple('model.attn_resolutions', m.attn_resolutions, '(16,)',
+                                min_length=0)
+  # GroupNorm runs on conv_in's ch channels and on every level's ch * mult.
+  checks.check_groups('model.num_groups', m.num_groups, [m.ch] + [m.ch * k for k in ch_mult],
+                      'model.ch and model.ch * model.ch_mult')
+  if size is None:
+    return
+  scale = 2 ** (len(ch_mult) - 1)
+  if size % scale:
+    raise UserError(f'{size_name}={size} must divide by 2^(len(model.ch_mult)-1)={scale} '
+                    f'for the U-Net to downsample it; change model.ch_mult or the size.')
+  levels = [size // 2 ** i for i in range(len(ch_mult))]
+  unreachable = [r for r in attn if r not in levels]
+  if unreachable:
+    raise UserError(f'model.attn_resolutions={tuple(attn)}: the U-Net has no level at '
+                    f'{unreachable} pixels (its levels at {size_name}={size}: {levels}); '
+                    f'use some of these, or () for attention in the middle block only.')
+
+
+def validate(config, image_size: int | None = -1) -> None:
+  """One-line errors for values the code below would otherwise trip over deep inside.
+
+  Args:
+    config: the run's config.
+    image_size: the side of the U-Net's input; -1: `data.image_size`; None: not known yet
+      (latent diffusion, before the autoencoder is loaded).
+  """
   d, s, m = config.diffusion, config.sampling, config.model
+  # The U-Net's own fields first: the checks below compute with them.
+  validate_unet(m, config.data.image_size if image_size == -1 else image_size)
   checks = [
       (d.schedule in schedules.SCHEDULES, f'diffusion.schedule must be one of '
        f'{schedules.SCHEDULES}, not {d.schedule!r}'),
       (d.prediction in schedules.PREDICTIONS, f'diffusion.prediction must be one of '
        f'{schedules.PREDICTIONS}, not {d.prediction!r}'),
-      (d.num_timesteps >= 2, f'diffusion.num_timesteps must be >= 2, not {d.num_timesteps}'),
+      (config_checks.is_int(d.num_timesteps) and d.num_timesteps >= 2,
+       f'diffusion.num_timesteps must be an integer >= 2, not {d.num_timesteps!r}'),
+      (d.schedule not in ('linear', 'scaled_linear') or 0 < d.beta_start <= d.beta_end < 1,
+       f'the {d.schedule} schedule needs 0 < diffusion.beta_start <= diffusion.beta_end < 1, '
+       f'not {d.beta_start} and {d.beta_end}'),
       (s.sampler in ('ddpm', 'ddim'), f"sampling.sampler must be 'ddpm' or 'ddim', "
        f'not {s.sampler!r}'),
       (s.sampler != 'ddim' or 1 <= s.num_steps <= d.num_timesteps,
@@ -44,9 +93,6 @@ def validate(config) -> None:
       (0.0 <= s.eta <= 1.0, f'sampling.eta must be in [0, 1], not {s.eta}'),
       (_model_dtype(m) in ('float32', 'bfloat16'), f"model.dtype must be 'float32' or "
        f"'bfloat16', not {_model_dtype(m)!r}"),
-      (all(m.ch * k % m.num_groups == 0 for k in m.ch_mult),
-       f'model.num_groups={m.num_groups} must divide every level\'s channels '
-       f'{[m.ch * k for k in m.ch_mult]}'),
       (unet_options(m)['downsample_padding'] in (0, 1), f'model.downsample_padding must be '
        f'0 or 1, not {unet_options(m)["downsample_padding"]}'),
       (all(m.ch * k % (unet_options(m)['attn_head_dim'] or 1) == 0 for k in m.ch_mult),
@@ -56,10 +102,6 @@ def validate(config) -> None:
   for ok, message in checks:
     if not ok:
       raise UserError(message + '.')
-  size = config.data.image_size
-  if size % 2 ** (len(m.ch_mult) - 1):
-    raise UserError(f'data.image_size={size} must divide by 2^(len(model.ch_mult)-1)='
-                    f'{2 ** (len(m.ch_mult) - 1)} for the U-Net to downsample it.')
 
 
 def _model_dtype(model_config) -> str:
@@ -93,7 +135,10 @@ class DiffusionExperiment(base.SingleNetworkExperiment):
 
   def __init__(self, config, mesh, image_shape: tuple[int, int, int] | None = None,
                train_data: data.ArrayDataset | None = None):
-    validate(config)
+    # Before any data is loaded: the U-Net's input side is the given shape's, else the data's.
+    side = (image_shape[0] if image_shape is not None else
+            train_data.image_shape[0] if train_data is not None else -1)
+    validate(config, side)
     self.config = config
     self.mesh = mesh
     self._train_data = train_data

@@ -128,6 +128,19 @@ class Evaluator:
       self._floor = dict(metrics, n=float(len(held_out)))
     return self._floor
 
+  def prepare(self, floor: bool) -> None:
+    """Everything the sample metrics need, before any sampling or bound: the extractor
+    (the classifier run and its checkpoint, or the Inception weights file) and the real
+    data's features (the reference split and, with `floor`, the held-out split), so that
+    a missing piece fails in seconds, not after the samples are drawn. Cached: the later
+    calls reuse what was built here."""
+    if not self.images_supported():
+      return
+    self.extractor()
+    self.reference()
+    if floor:
+      self.floor()
+
   # --- generation ----------------------------------------------------------------------
   def generate(self, state, num_samples: int) -> tuple[np.ndarray, np.ndarray | None]:
     """num_samples images (N, H, W, C) in [-1, 1] and the classes asked for (or None)."""
@@ -150,6 +163,8 @@ class Evaluator:
   # --- the programs --------------------------------------------------------------------
   def metrics(self, state, num_samples: int) -> dict[str, float]:
     """The family's own metrics and, for images, the sample metrics ('eval/...')."""
+    if num_samples:
+      self.prepare(floor=False)
     own = getattr(self.experiment, 'evaluate', None)
     scalars = {}
     if own:
@@ -176,6 +191,7 @@ class Evaluator:
     e = self.config.eval
     step = int(jax.device_get(state.step))
     start = time.time()
+    self.prepare(floor=e.floor)
     scalars = self.metrics(state, e.num_samples)
     manifest = {
         'config_file': self.config_file,

@@ -31,6 +31,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from experiments import config_checks
 from gen_jax import data
 from gen_jax import optim
 from gen_jax import parallel
@@ -52,9 +53,12 @@ def validate(config) -> None:
   """One-line errors for the family's own blocks (`runner` checks training / sampling)."""
   g, m, t = config.gan, config.model, config.training
   size = config.data.image_size
+  for name in ('z_dim', 'g_ch', 'd_ch', 'hidden', 'layers', 'embed_dim'):
+    config_checks.check_int(f'model.{name}', m[name])
+  config_checks.check_number('model.bn_momentum', m.bn_momentum, 0.0, 1.0)
+  config_checks.check_int('gan.d_steps', g.d_steps)
   checks = [
       (g.loss in gan.LOSSES, f'gan.loss must be one of {gan.LOSSES}, not {g.loss!r}'),
-      (g.d_steps >= 1, f'gan.d_steps must be >= 1, not {g.d_steps}'),
       (g.g_lr > 0 and g.d_lr > 0, f'gan.g_lr and gan.d_lr must be positive, not '
        f'{g.g_lr} and {g.d_lr}'),
       (g.r1_gamma >= 0, f'gan.r1_gamma must be >= 0, not {g.r1_gamma}'),
@@ -71,8 +75,6 @@ def validate(config) -> None:
       (g.ortho_reg >= 0, f'gan.ortho_reg must be >= 0 (0: off), not {g.ortho_reg}'),
       (g.ema_start >= 0, f'gan.ema_start must be >= 0, not {g.ema_start}'),
       (m.init in dcgan.INITS, f'model.init must be one of {dcgan.INITS}, not {m.init!r}'),
-      (min(m.z_dim, m.g_ch, m.d_ch, m.hidden, m.layers, m.embed_dim) >= 1,
-       'model.z_dim, g_ch, d_ch, hidden, layers and embed_dim must be positive'),
       (config.data.dataset != 'ring8' or m.arch == 'mlp',
        "data.dataset='ring8' holds 2-d points: set model.arch='mlp'"),
       (m.arch != 'dcgan' or (size >= 8 and 4 * 2 ** round(np.log2(size / 4)) == size),

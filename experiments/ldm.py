@@ -79,19 +79,18 @@ class LatentDiffusionExperiment(diffusion.DiffusionExperiment):
   """The diffusion family on a VAE's scaled latents; samples are decoded to images."""
 
   def __init__(self, config, mesh):
+    diffusion.validate(config, image_size=None)  # the latent side is known below
     self.autoencoder = Autoencoder(config.ldm.autoencoder_workdir, mesh)
-    images = data.load_dataset(self.autoencoder.config.data, config.data.train_split)
-    latents = self.autoencoder.encoded(images, f'{config.data.train_split}')
-    self.scale = latent_scale(latents)
-    h, w, c = self.autoencoder.latent_shape
+    h, w, _ = self.autoencoder.latent_shape
     levels = len(config.model.ch_mult)
     if h != w or h % 2 ** (levels - 1):
       raise UserError(f'the VAE latent {self.autoencoder.latent_shape} does not fit the U-Net: '
                       f'its side must be square and divide by 2^(len(model.ch_mult)-1)='
                       f'{2 ** (levels - 1)}; change model.ch_mult or the VAE.')
-    if any(config.model.ch * k % config.model.num_groups for k in config.model.ch_mult):
-      raise UserError(f'model.num_groups={config.model.num_groups} must divide every level\'s '
-                      f'channels.')
+    diffusion.validate_unet(config.model, h, 'the VAE latent side')  # before any encoding
+    images = data.load_dataset(self.autoencoder.config.data, config.data.train_split)
+    latents = self.autoencoder.encoded(images, f'{config.data.train_split}')
+    self.scale = latent_scale(latents)
     train = data.ArrayDataset(images=(latents * self.scale).astype(np.float32),
                               labels=images.labels, num_classes=images.num_classes)
     super().__init__(config, mesh, train_data=train)

@@ -19,6 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from experiments import base
+from experiments import config_checks
 from gen_jax import data
 from gen_jax import optim
 from gen_jax import parallel
@@ -40,7 +41,9 @@ _MANIFOLD_PIXELS = 640  # the manifold figure is upscaled to at least this size
 def validate(config) -> None:
   """One-line errors for values the code below would otherwise trip over deep inside."""
   v, m, s = config.vae, config.model, config.sampling
-  latent = tuple(v.latent_shape)
+  features = config_checks.check_int_tuple('model.features', m.features, '(16,32)')
+  config_checks.check_int('model.hidden', m.hidden)
+  latent = config_checks.check_int_tuple('vae.latent_shape', v.latent_shape, '(2,)')
   checks = [
       (v.likelihood in objectives.LIKELIHOODS, f'vae.likelihood must be one of '
        f'{objectives.LIKELIHOODS}, not {v.likelihood!r}'),
@@ -53,9 +56,6 @@ def validate(config) -> None:
       (v.eval_batch_size >= 1, f'vae.eval_batch_size must be positive, not '
        f'{v.eval_batch_size}'),
       (v.eval_examples >= 0, f'vae.eval_examples must be >= 0, not {v.eval_examples}'),
-      (len(m.features) >= 1 and all(f >= 1 for f in m.features),
-       f'model.features must be one or more positive channel counts, not {m.features}'),
-      (m.hidden >= 1, f'model.hidden must be positive, not {m.hidden}'),
       (s.num_samples >= 1, f'sampling.num_samples must be positive, not {s.num_samples}'),
       (s.num_recon >= 1, f'sampling.num_recon must be positive, not {s.num_recon}'),
       (s.manifold_size >= 2, f'sampling.manifold_size must be >= 2, not {s.manifold_size}'),
@@ -63,7 +63,7 @@ def validate(config) -> None:
   for ok, message in checks:
     if not ok:
       raise UserError(message + '.')
-  size, scale = config.data.image_size, 2 ** len(m.features)
+  size, scale = config.data.image_size, 2 ** len(features)
   if size % scale:
     raise UserError(f'data.image_size={size} must divide by 2^len(model.features)={scale} '
                     f'for the encoder to downsample it.')

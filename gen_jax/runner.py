@@ -2,6 +2,7 @@
 
 import math
 import os
+import tempfile
 
 import jax
 
@@ -59,6 +60,45 @@ def validate_training(config) -> None:
       raise UserError(f'{name} must be >= {minimum}, not {value}.')
 
 
+def check_workdir(workdir: str, mode: str) -> None:
+  """One-line errors, before any computation, for a workdir the run could not write to.
+
+  An existing workdir must be a directory in which a file can be created (a probe file,
+  removed at once: permission bits alone do not tell, e.g. on a read-only mount). A
+  workdir that does not exist yet needs its nearest existing parent to be such a
+  directory when training creates it; `--mode=sample` and `eval` refuse it at once (no
+  checkpoint there).
+
+  Args:
+    workdir: the --workdir as given.
+    mode: 'train', 'sample' or 'eval'.
+  Raises:
+    UserError: the workdir (or its parent) is a file, or cannot be written.
+  """
+  path = os.path.abspath(workdir)
+  parent = path
+  while not os.path.exists(parent):
+    parent = os.path.dirname(parent)
+  if not os.path.isdir(parent):
+    if parent == path:
+      raise UserError(f'--workdir={workdir} is a file, not a directory; give a directory '
+                      f'for the run.')
+    raise UserError(f'--workdir={workdir} cannot be a directory: {parent} is a file; give '
+                    f'a directory for the run.')
+  if parent != path and mode != 'train':
+    raise UserError(f'--workdir={workdir} does not exist, so there is no checkpoint to '
+                    f'{mode} from; train there first (--mode=train).')
+  try:
+    fd, probe = tempfile.mkstemp(prefix='.gen_jax_write_check_', dir=parent)
+    os.close(fd)
+    os.remove(probe)
+  except OSError as e:
+    what = (f'--workdir={workdir}' if parent == path
+            else f'{parent} (to create --workdir={workdir} in)')
+    raise UserError(f'cannot write to {what}: {e.strerror}; give a directory you can write '
+                    f'to, or change its permissions.') from None
+
+
 def run(config, workdir: str, mode: str = 'train', config_file: str = '',
         **distributed) -> str:
   """Runs `mode` ('train', 'sample' or 'eval') of `config` in `workdir`.
@@ -75,6 +115,7 @@ def run(config, workdir: str, mode: str = 'train', config_file: str = '',
   """
   if not workdir:
     raise UserError('--workdir is empty; give a directory for the run.')
+  check_workdir(workdir, mode)
   if mode != 'train':
     return _run(config, workdir, mode, config_file, **distributed)
   # SIGTERM / Ctrl-C from here on stop the run with a checkpoint (gen_jax.preemption),

@@ -10,5 +10,5 @@ from gen_jax.sweeps import spec
 
 
 def get_sweep():
-  return spec.product({'optim.lr': [1e-3, 3e-3], 'model.ch_mult': [(1, 2), (1, 2, 2)],
+  return spec.product({'optim.lr': [1e-3, 3e-3], 'model.ch_mult': [(1, 2, 2), (1, 2, 2, 2)],
                        'seed': [0, 1]})

@@ -206,6 +206,7 @@ def test_eval_of_vae_and_conditional_gan(classifier_dir, tmp_path):
 
 def test_eval_errors_are_one_line(classifier_dir, tmp_path):
   empty = str(tmp_path / 'empty')
+  os.makedirs(empty)  # (a workdir that does not exist is refused before the eval block)
   proc = run_launch([*TINY_DDPM, f'--workdir={empty}', '--mode=eval',
                      *_eval_flags(classifier_dir, str(tmp_path))], check=False)
   assert_one_line_error(proc, 'checkpoint')
@@ -224,3 +225,27 @@ def test_eval_errors_are_one_line(classifier_dir, tmp_path):
                      '--config.training.eval_every=1', '--config.eval.num_samples_train=16',
                      f'--config.eval.classifier_workdir={tmp_path}/no_classifier'], check=False)
   assert_one_line_error(proc, 'eval.classifier_workdir', 'classifier_digits.py')
+
+
+def test_eval_checks_what_it_needs_before_sampling(ddpm_dir, classifier_dir, tmp_path):
+  """Issue 13: a missing classifier run was reported after the whole sampling and bound
+  (25 minutes with the defaults). Now the extractor and the real data's features come
+  first: no sample is drawn, no bound computed ('eval: ...' lines), before the error."""
+  workdir, _ = ddpm_dir
+  base = [*TINY_DDPM, f'--workdir={workdir}', '--mode=eval', '--config.sampling.sampler=ddim',
+          '--config.sampling.num_steps=4', '--config.eval.vlb_strata=3',
+          '--config.eval.vlb_examples=16',
+          *_eval_flags(classifier_dir, str(tmp_path / 'cache'), num_samples=32)]
+  cases = [
+      ([f'--config.eval.classifier_workdir={tmp_path}/no_classifier'],
+       ['eval.classifier_workdir', 'not a gen_jax run', 'classifier_digits.py']),
+      (['--config.eval.feature_extractor=inception',
+        f'--config.eval.inception_weights={tmp_path}/pt_inception.pth'],
+       [f'{tmp_path}/pt_inception.pth', 'pytorch-fid']),
+      (['--config.eval.split=validation'], ["digits has splits", "not 'validation'"]),
+  ]
+  for extra, needles in cases:
+    proc = run_launch([*base, *extra], devices=2, check=False)
+    assert_one_line_error(proc, *needles)
+    assert proc.returncode == 2
+    assert 'eval:' not in proc.stdout, proc.stdout

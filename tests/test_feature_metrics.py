@@ -110,6 +110,24 @@ def test_inception_score_matches_scipy_entropy():
       (np.mean(scores), np.std(scores)), rel=1e-10)
 
 
+def test_inception_score_closed_form_from_logits():
+  """Two images, two classes, softmax of logits (log 3, 0) and (0, log 3): p = (3/4, 1/4)
+  and (1/4, 3/4), marginal (1/2, 1/2), KL = 3/4 log(3/2) + 1/4 log(1/2) for both, so
+  IS = exp(3/4 log 3 - log 2) = 3^(3/4) / 2 = 1.1397535..."""
+  logits = np.array([[np.log(3.0), 0.0], [0.0, np.log(3.0)]])
+  probs = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+  assert fm.inception_score(probs, num_splits=1) == pytest.approx((3 ** 0.75 / 2, 0.0),
+                                                                  rel=1e-12)
+  # With a bias b = (log 3, 0) on both (the biased logits): p = (9/10, 1/10), (1/2, 1/2),
+  # marginal (7/10, 3/10): another number, which is why the bias must stay out.
+  biased = logits + np.array([np.log(3.0), 0.0])
+  probs_b = np.exp(biased) / np.exp(biased).sum(1, keepdims=True)
+  kl = lambda p, m: sum(pi * np.log(pi / mi) for pi, mi in zip(p, m))
+  want = np.exp((kl([0.9, 0.1], [0.7, 0.3]) + kl([0.5, 0.5], [0.7, 0.3])) / 2)
+  assert fm.inception_score(probs_b, num_splits=1)[0] == pytest.approx(want, rel=1e-12)
+  assert abs(want - 3 ** 0.75 / 2) > 0.03
+
+
 def test_inception_score_refuses_logits():
   with pytest.raises(ValueError, match='softmax'):
     fm.inception_score(np.random.default_rng(0).normal(size=(20, 5)), num_splits=2)

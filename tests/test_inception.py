@@ -76,6 +76,32 @@ def test_outputs_on_a_batch_of_two(random_state_dict):
       rtol=1e-4, atol=1e-4)
 
 
+def test_extractor_scores_is_on_the_unbiased_logits(tmp_path, random_state_dict):
+  """The IS probabilities are softmax(pool3 @ W) (original IS code, torch-fidelity's
+  'logits_unbiased'), not softmax(pool3 @ W + b); the biased logits stay the model's output."""
+  from gen_jax import parallel  # pylint: disable=g-import-not-at-top
+  from gen_jax.evaluation import feature_extractors  # pylint: disable=g-import-not-at-top
+  weights = dict(random_state_dict)
+  weights['fc.bias'] = np.linspace(-3, 3, 1008).astype(np.float32)  # a bias that matters
+  path = str(tmp_path / 'inception.npz')
+  np.savez(path, **weights)
+  extractor = feature_extractors.InceptionExtractor(path, parallel.make_mesh(), chunk=2)
+  images = np.random.default_rng(4).uniform(-1, 1, (2, 16, 16, 3)).astype(np.float32)
+  features, probs = extractor(images)
+  pool = features.astype(np.float64)
+  w = weights['fc.weight'].T.astype(np.float64)  # (2048, 1008)
+  softmax = lambda z: np.exp(z - z.max(1, keepdims=True)) / np.exp(
+      z - z.max(1, keepdims=True)).sum(1, keepdims=True)
+  np.testing.assert_allclose(probs, softmax(pool @ w), rtol=1e-3, atol=1e-7)
+  assert np.abs(probs - softmax(pool @ w + weights['fc.bias'])).max() > 1e-2
+  variables = inception_weights.load_inception_params(path)
+  _, biased = inception.inception_outputs(variables, jnp.asarray(images))
+  np.testing.assert_allclose(
+      np.asarray(biased) - np.asarray(inception.unbiased_logits(variables, jnp.asarray(pool))),
+      np.broadcast_to(weights['fc.bias'], (2, 1008)), atol=1e-3)
+  assert extractor.describe()['inception_score_logits'].startswith('pool3 @ W')
+
+
 def test_npz_round_trip_and_layouts(tmp_path, random_state_dict):
   path = str(tmp_path / 'inception.npz')
   np.savez(path, **random_state_dict)  # num_batches_tracked included: ignored on load

@@ -9,8 +9,10 @@ Two kinds, behind one interface (`FeatureExtractor`):
   * 'inception': Inception-v3 pool3 features and 1008-way logits as in the standard
     FID / IS (pytorch-fid's port of the TF 2015 graph, `gen_jax.models.inception`),
     with its uint8 quantisation and bilinear resize to 299, from a local weights file
-    (`eval.inception_weights`). Its probabilities serve IS only: ImageNet classes say
-    nothing about a dataset's own classes, so class coverage needs the classifier.
+    (`eval.inception_weights`). Its probabilities are the softmax of the unbiased logits
+    pool3 @ W, as the original IS code and torch-fidelity compute IS. They serve IS
+    only: ImageNet classes say nothing about a dataset's own classes, so class coverage
+    needs the classifier.
 """
 
 import os
@@ -87,7 +89,7 @@ class ClassifierExtractor:
 
 
 class InceptionExtractor:
-  """Inception-v3 pool3 features (2048) and softmax of its 1008 logits (for IS)."""
+  """Inception-v3 pool3 features (2048) and the softmax of its 1008 unbiased logits (IS)."""
   name = 'inception'
   num_classes = 0  # ImageNet's classes are not the dataset's
 
@@ -104,14 +106,16 @@ class InceptionExtractor:
     self.fingerprint = experiments.fingerprint(variables, 'inception')
 
     def per_device(params, images):  # images: (b, H, W, C) in [-1, 1]
-      pool, logits = inception.InceptionV3().apply(params, inception.preprocess(images))
-      return pool, jax.nn.softmax(logits)
+      pool, _ = inception.InceptionV3().apply(params, inception.preprocess(images))
+      # IS protocol: softmax(pool3 @ W), without the final bias (see models/inception.py).
+      return pool, jax.nn.softmax(inception.unbiased_logits(params, pool))
 
     self._run = _Batched(mesh, per_device, variables, chunk)
 
   def describe(self) -> dict:
     return {'name': self.name, 'fingerprint': self.fingerprint, 'source': self.weights_path,
-            'preprocessing': 'uint8 quantization, bilinear resize to 299 (pytorch-fid)'}
+            'preprocessing': 'uint8 quantization, bilinear resize to 299 (pytorch-fid)',
+            'inception_score_logits': 'pool3 @ W, no bias (original IS code, torch-fidelity)'}
 
   def __call__(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return self._run(images)

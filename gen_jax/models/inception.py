@@ -11,7 +11,9 @@ The network is pytorch-fid's `fid_inception_v3()`: torchvision's Inception-v3 wi
 - BatchNorm in inference mode with eps 1e-3, convolutions without bias.
 
 Outputs are the pool3 features (B, 2048) that FID, KID and precision/recall use, and the 1008
-logits whose softmax the Inception Score uses.
+logits of the final layer, pool3 @ W + b. The Inception Score takes the softmax of the logits
+*without* the bias, pool3 @ W (`unbiased_logits`): the original IS code (Salimans et al. 2016,
+its `tf.matmul(pool3, w)`) and torch-fidelity ('logits_unbiased') compute it so.
 
 Weights are loaded by `gen_jax.evaluation.inception_weights` (pytorch-fid's .pth, read
 without torch).
@@ -230,6 +232,18 @@ def preprocess(images: jax.Array) -> jax.Array:
   if x.shape[-1] == 1:
     x = jnp.repeat(x, 3, axis=-1)
   return 2.0 * resize_bilinear(x) - 1.0  # (B, 299, 299, 3)
+
+
+def unbiased_logits(variables: Any, pool: jax.Array) -> jax.Array:
+  """pool3 @ W, the final layer without its bias: the logits the Inception Score uses.
+
+  Args:
+    variables: the InceptionV3 variables (`params` holds `fc`'s kernel (2048, 1008)).
+    pool: (B, 2048) pool3 features.
+  Returns:
+    (B, 1008) logits; the biased ones, pool3 @ W + b, are the model's second output.
+  """
+  return jnp.dot(pool, variables['params']['fc']['kernel'], precision=_PRECISION)
 
 
 @jax.jit
