@@ -31,11 +31,26 @@ def get_diffusion_config() -> ml_collections.ConfigDict:
   config.diffusion.class_conditional = False  # condition the U-Net on the data's labels.
   config.diffusion.cond_drop_prob = 0.1  # label dropout (null class) for guidance training.
 
-  config.sampling.sampler = 'ddpm'  # 'ddpm' (ancestral) or 'ddim'.
-  config.sampling.num_steps = 1000  # sampler steps (DDPM always uses all T).
+  # 'ddpm' (ancestral), 'ddim', or the sigma-space samplers 'dpmpp_2m' (DPM-Solver++ 2M),
+  # 'dpmpp_1', 'dpmpp_2m_sde', 'euler', 'heun', 'euler_ancestral' (README, Samplers).
+  config.sampling.sampler = 'ddpm'
+  config.sampling.num_steps = 1000  # solver steps (DDPM always uses all T; Heun: 2S-1 NFE).
   config.sampling.eta = 0.0  # DDIM stochasticity (0: deterministic, 1: DDPM posterior).
   config.sampling.spacing = 'uniform'  # DDIM timestep spacing: 'uniform', 'leading', 'quad'.
   config.sampling.clip_x0 = True  # clip predicted x0 to [-1, 1] at each step.
+  # Dynamic thresholding (Imagen) of predicted x0 instead of clipping: the quantile of |x0|
+  # per sample that becomes the range (e.g. 0.995); 0 turns it off.
+  config.sampling.dynamic_threshold = 0.0
+  config.sampling.threshold_max = 0.0  # dynamic thresholding: largest range (0: no limit).
+  # Sigma-space samplers: 'model' (the trained timesteps) or 'karras' (EDM's noise levels).
+  config.sampling.sigma_schedule = 'model'
+  config.sampling.rho = 7.0  # Karras schedule exponent.
+  config.sampling.sigma_min = 0.0  # Karras schedule: smallest sigma (0: the schedule's own).
+  config.sampling.sigma_max = 0.0  # Karras schedule: largest sigma (0: the schedule's own).
+  config.sampling.s_churn = 0.0  # euler/heun: EDM's churn (0: the deterministic ODE).
+  config.sampling.s_tmin = 0.0  # euler/heun: churn only at sigma >= s_tmin.
+  config.sampling.s_tmax = float('inf')  # euler/heun: churn only at sigma <= s_tmax.
+  config.sampling.s_noise = 1.0  # euler/heun: churn noise scale.
   config.sampling.ddpm_variance = 'small'  # DDPM: 'small' (posterior) or 'large' (beta_t).
   config.sampling.guidance_scale = 0.0  # w: (1 + w) f(x, c) - w f(x, null); 0 = conditional.
   config.sampling.class_label = -1  # class to sample (-1: one grid row per class).

@@ -54,14 +54,16 @@ def test_sample_without_checkpoint(tmp_path, tiny_ddpm):
 
 @pytest.mark.parametrize('override,needle', [
     ('--config.diffusion.prediction=score', 'diffusion.prediction'),
-    ('--config.sampling.sampler=euler', 'sampling.sampler'),
+    ('--config.sampling.sampler=plms', 'sampling.sampler'),
+    ('--config.sampling.sigma_schedule=cosine --config.sampling.sampler=heun',
+     'sampling.sigma_schedule'),
     ('--config.model.num_groups=3', 'model.num_groups'),
     ('--config.model.dtype=float16', 'model.dtype'),
     ('--config.data.image_size=7', 'data.image_size'),
     ('--config.training.log_every=0', 'training.log_every must be >= 1'),
 ])
 def test_bad_values(tmp_path, tiny_ddpm, override, needle):
-  proc = run_launch([*tiny_ddpm, f'--workdir={tmp_path}', override], check=False)
+  proc = run_launch([*tiny_ddpm, f'--workdir={tmp_path}', *override.split()], check=False)
   assert_one_line_error(proc, needle)
 
 
