@@ -67,10 +67,14 @@ def get_config() -> ml_collections.ConfigDict:
   # Digits are recognisable from ~1000 steps (about 5 minutes on 2 cores).
   config.training.num_steps = 1200
   config.training.checkpoint_every = 400
-  config.training.sample_every = 1200  # one 1000-step DDPM grid at the end (~1.5 min)
+  config.training.sample_every = 1200  # one sample grid at the end
   config.optim.lr = 1e-3
   config.optim.warmup_steps = 100
   config.optim.ema_decay = 0.995
-  # 1000-step ancestral sampling: 512 samples take about 10 minutes on 2 cores.
+  # Grids, --mode=sample and --mode=eval: DPM-Solver++(2M) in 20 network evaluations scores
+  # the classifier FID of 1000-step DDPM (README, Quality per network evaluation), 50x
+  # fewer evaluations; --config.sampling.sampler=ddpm --config.sampling.num_steps=1000 for DDPM.
+  config.sampling.sampler = 'dpmpp_2m'
+  config.sampling.num_steps = 20
   config.eval.num_samples = 512
   return config

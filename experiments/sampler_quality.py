@@ -57,7 +57,7 @@ def steps_for(sampler: str, nfe: int) -> int:
 def settings(args) -> list[dict]:
   """One dict per row to measure: sampler, sigma_schedule, steps."""
   from gen_jax.diffusion import samplers
-  rows = [] if args.no_ddpm else [{'sampler': 'ddpm', 'sigma_schedule': 'model', 'steps': 0}]
+  specs = []
   for spec in args.samplers.split(','):
     name, _, schedule = spec.strip().partition(':')
     schedule = schedule or 'model'
@@ -67,9 +67,12 @@ def settings(args) -> list[dict]:
     if schedule not in ('model', 'karras') or (name == 'ddim' and schedule != 'model'):
       raise UserError(f"--samplers: {spec!r}: the schedule is 'model' or 'karras' (not "
                       f'for ddim).')
-    for nfe in sorted({int(n) for n in args.nfe.split(',')}):
-      rows.append({'sampler': name, 'sigma_schedule': schedule,
-                   'steps': steps_for(name, nfe)})
+    specs.append((name, schedule))
+  # DDPM first, then the fewest evaluations first: an interrupted run has whole NFE columns.
+  rows = [] if args.no_ddpm else [{'sampler': 'ddpm', 'sigma_schedule': 'model', 'steps': 0}]
+  for nfe in sorted({int(n) for n in args.nfe.split(',')}):
+    rows += [{'sampler': name, 'sigma_schedule': schedule, 'steps': steps_for(name, nfe)}
+             for name, schedule in specs]
   return rows
 
 
@@ -213,6 +216,7 @@ def main(argv=None) -> dict:
             'sampling': {k: v for k, v in config.sampling.to_dict().items()
                          if k in ('clip_x0', 'guidance_scale', 'class_label')},
             'floor': evaluator.floor(), 'rows': []}
+  out = os.path.abspath(args.out or os.path.join(workdir, 'sampler_quality'))
   for row in rows:
     experiment = experiments.build(configure(config, row), mesh)
     images, labels, compile_s, per_sample = generate_timed(
@@ -227,17 +231,22 @@ def main(argv=None) -> dict:
     print(f"{entry['name']}: NFE {entry['nfe']}, FID {metrics['fid']:.2f}, precision "
           f"{metrics['precision']:.3f}, recall {metrics['recall']:.3f}, "
           f"{per_sample:.4f} s/sample (compile {compile_s:.0f} s)", flush=True)
-  out = os.path.abspath(args.out or os.path.join(workdir, 'sampler_quality'))
-  os.makedirs(out, exist_ok=True)
-  table = markdown_table(result)
-  with open(os.path.join(out, 'sampler_quality.json'), 'w') as f:
-    json.dump(result, f, indent=2)
-    f.write('\n')
-  with open(os.path.join(out, 'sampler_quality.md'), 'w') as f:
-    f.write(table)
-  plot(result, os.path.join(out, 'sampler_quality.png'))
+    table = write(result, out)  # after every row: an interrupted run keeps what it measured
   print(table + f'wrote {out}/sampler_quality.{{json,md,png}}', flush=True)
   return result
+
+
+def write(result: dict, out: str) -> str:
+  """Writes the JSON, the markdown table and the plot into `out`; returns the table."""
+  os.makedirs(out, exist_ok=True)
+  table = markdown_table(result)
+  for name, text in (('sampler_quality.json', json.dumps(result, indent=2) + '\n'),
+                     ('sampler_quality.md', table)):
+    with open(os.path.join(out, name + '.tmp'), 'w') as f:
+      f.write(text)
+    os.replace(os.path.join(out, name + '.tmp'), os.path.join(out, name))
+  plot(result, os.path.join(out, 'sampler_quality.png'))
+  return table
 
 
 if __name__ == '__main__':
