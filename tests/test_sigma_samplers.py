@@ -286,3 +286,15 @@ def test_dynamic_threshold_closed_form():
   np.testing.assert_allclose(got[1], x0[1], rtol=1e-6)  # s clamps to 1: plain clipping
   capped = sigma_samplers.threshold_x0(x0, clip=False, dynamic_ratio=1.0, max_value=2.0)
   np.testing.assert_allclose(capped[0].ravel(), [0.25, -1.0, 1.0, 0.5], rtol=1e-6)
+
+
+def test_dpmpp_with_as_many_steps_as_timesteps_stays_finite():
+  """S = T rounds two DPM-Solver++ timesteps together (h = 0): no division by it."""
+  abar = schedules.make_schedule('linear', 20, 1e-3, 0.2).alphas_cumprod
+  steps = sigma_samplers.sigma_steps(abar, 'dpmpp_2m', 20)
+  assert len(np.unique(steps.timesteps)) < 20  # the repeat this test is about
+  tab = sigma_samplers.dpmpp_tables(steps.sigmas, order=2, sde=False)
+  assert np.all(np.isfinite(tab['w'])) and np.all(np.isfinite(tab['a']))
+  x = sigma_samplers.dpmpp_sample(lambda x, t: 0.3 * x, steps, (2, 2, 2, 1),
+                                  jax.random.PRNGKey(0))
+  assert bool(jnp.all(jnp.isfinite(x)))

@@ -247,7 +247,10 @@ def dpmpp_tables(sigmas: np.ndarray, order: int, sde: bool) -> dict[str, np.ndar
       h = np.log(s) - np.log(s_next)  # inf into sigma = 0
     second = np.arange(len(s)) >= 1
     second &= s_next > 0
-    w[second] = 0.5 * h[second] / h[np.nonzero(second)[0] - 1]  # 1 / (2 r)
+    h_prev = h[np.nonzero(second)[0] - 1]
+    # 1 / (2 r); first order after a repeated timestep (h_prev = 0: S near T rounds two
+    # timesteps together, where diffusers' r = 0 would give inf).
+    w[second] = np.where(h_prev > 0, 0.5 * h[second] / np.where(h_prev > 0, h_prev, 1.0), 0.0)
   return {'a': a, 'b': b, 'w': w, 'n': n}
 
 
