@@ -38,11 +38,26 @@ def get_diffusion_config() -> ml_collections.ConfigDict:
   config.diffusion.class_conditional = False  # condition the U-Net on the data's labels.
   config.diffusion.cond_drop_prob = 0.1  # label dropout (null class) for guidance training.
 
-  config.sampling.sampler = 'ddpm'  # 'ddpm' (ancestral) or 'ddim'.
-  config.sampling.num_steps = 1000  # sampler steps (DDPM always uses all T).
+  # 'ddpm' (ancestral), 'ddim', or the sigma-space samplers 'dpmpp_2m' (DPM-Solver++ 2M),
+  # 'dpmpp_1', 'dpmpp_2m_sde', 'euler', 'heun', 'euler_ancestral' (README, Samplers).
+  config.sampling.sampler = 'ddpm'
+  config.sampling.num_steps = 1000  # solver steps (DDPM always uses all T; Heun: 2S-1 NFE).
   config.sampling.eta = 0.0  # DDIM stochasticity (0: deterministic, 1: DDPM posterior).
   config.sampling.spacing = 'uniform'  # DDIM timestep spacing: 'uniform', 'leading', 'quad'.
   config.sampling.clip_x0 = True  # clip predicted x0 to [-1, 1] at each step.
+  # Dynamic thresholding (Imagen) of predicted x0 instead of clipping: the quantile of |x0|
+  # per sample that becomes the range (e.g. 0.995); 0 turns it off.
+  config.sampling.dynamic_threshold = 0.0
+  config.sampling.threshold_max = 0.0  # dynamic thresholding: largest range (0: no limit).
+  # Sigma-space samplers: 'model' (the trained timesteps) or 'karras' (EDM's noise levels).
+  config.sampling.sigma_schedule = 'model'
+  config.sampling.rho = 7.0  # Karras schedule exponent.
+  config.sampling.sigma_min = 0.0  # Karras schedule: smallest sigma (0: the schedule's own).
+  config.sampling.sigma_max = 0.0  # Karras schedule: largest sigma (0: the schedule's own).
+  config.sampling.s_churn = 0.0  # euler/heun: EDM's churn (0: the deterministic ODE).
+  config.sampling.s_tmin = 0.0  # euler/heun: churn only at sigma >= s_tmin.
+  config.sampling.s_tmax = float('inf')  # euler/heun: churn only at sigma <= s_tmax.
+  config.sampling.s_noise = 1.0  # euler/heun: churn noise scale.
   config.sampling.ddpm_variance = 'small'  # DDPM: 'small' (posterior) or 'large' (beta_t).
   config.sampling.guidance_scale = 0.0  # w: (1 + w) f(x, c) - w f(x, null); 0 = conditional.
   config.sampling.class_label = -1  # class to sample (-1: one grid row per class).
@@ -59,10 +74,14 @@ def get_config() -> ml_collections.ConfigDict:
   # Digits are recognisable from ~1000 steps (about 5 minutes on 2 cores).
   config.training.num_steps = 1200
   config.training.checkpoint_every = 400
-  config.training.sample_every = 1200  # one 1000-step DDPM grid at the end (~1.5 min)
+  config.training.sample_every = 1200  # one sample grid at the end
   config.optim.lr = 1e-3
   config.optim.warmup_steps = 100
   config.optim.ema_decay = 0.995
-  # 1000-step ancestral sampling: 512 samples take about 10 minutes on 2 cores.
+  # Grids, --mode=sample and --mode=eval: DPM-Solver++(2M) in 20 network evaluations scores
+  # the classifier FID of 1000-step DDPM (README, Quality per network evaluation), 50x
+  # fewer evaluations; --config.sampling.sampler=ddpm --config.sampling.num_steps=1000 for DDPM.
+  config.sampling.sampler = 'dpmpp_2m'
+  config.sampling.num_steps = 20
   config.eval.num_samples = 512
   return config

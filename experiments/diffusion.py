@@ -18,6 +18,7 @@ from gen_jax.diffusion import likelihood
 from gen_jax.diffusion import losses
 from gen_jax.diffusion import samplers
 from gen_jax.diffusion import schedules
+from gen_jax.diffusion import sigma_samplers
 from gen_jax.errors import UserError
 from gen_jax.models.unet import UNet
 from gen_jax.train_state import TrainState
@@ -82,9 +83,9 @@ def validate(config, image_size: int | None = -1) -> None:
       (d.schedule not in ('linear', 'scaled_linear') or 0 < d.beta_start <= d.beta_end < 1,
        f'the {d.schedule} schedule needs 0 < diffusion.beta_start <= diffusion.beta_end < 1, '
        f'not {d.beta_start} and {d.beta_end}'),
-      (s.sampler in ('ddpm', 'ddim'), f"sampling.sampler must be 'ddpm' or 'ddim', "
-       f'not {s.sampler!r}'),
-      (s.sampler != 'ddim' or 1 <= s.num_steps <= d.num_timesteps,
+      (s.sampler in samplers.SAMPLERS, f'sampling.sampler must be one of '
+       f'{samplers.SAMPLERS}, not {s.sampler!r}'),
+      (s.sampler == 'ddpm' or 1 <= s.num_steps <= d.num_timesteps,
        f'sampling.num_steps must be in [1, {d.num_timesteps}], not {s.num_steps}'),
       (s.spacing in samplers.SPACINGS, f'sampling.spacing must be one of '
        f'{samplers.SPACINGS}, not {s.spacing!r}'),
@@ -99,9 +100,34 @@ def validate(config, image_size: int | None = -1) -> None:
        f'model.attn_head_dim={unet_options(m)["attn_head_dim"]} must divide every level\'s '
        f'channels {[m.ch * k for k in m.ch_mult]} (0: one head)'),
   ]
+  checks += sigma_sampler_checks(s)
   for ok, message in checks:
     if not ok:
       raise UserError(message + '.')
+
+
+def sigma_sampler_checks(s) -> list[tuple[bool, str]]:
+  """(ok, message) for the sigma-space samplers' fields (absent in older configs)."""
+  if s.sampler not in sigma_samplers.SAMPLERS:
+    return [(s.get('dynamic_threshold', 0.0) < 1.0, f'sampling.dynamic_threshold must be '
+             f'in [0, 1), not {s.get("dynamic_threshold")}')]
+  sigma_schedule = s.get('sigma_schedule', 'model')
+  return [
+      (s.get('spacing', 'uniform') == 'uniform', f'sampling.spacing={s.get("spacing")!r} is '
+       f"DDIM's; {s.sampler} places its steps with sampling.sigma_schedule ('model' or "
+       f"'karras'): leave spacing 'uniform'"),
+      (sigma_schedule in sigma_samplers.SIGMA_SCHEDULES, f'sampling.sigma_schedule must be '
+       f'one of {sigma_samplers.SIGMA_SCHEDULES}, not {sigma_schedule!r}'),
+      (s.get('rho', 7.0) > 0, f'sampling.rho must be > 0, not {s.get("rho")}'),
+      (s.get('sigma_min', 0.0) >= 0 and s.get('sigma_max', 0.0) >= 0,
+       'sampling.sigma_min and sampling.sigma_max must be >= 0 (0: the schedule\'s own)'),
+      (s.get('s_churn', 0.0) >= 0 and s.get('s_noise', 1.0) >= 0,
+       'sampling.s_churn and sampling.s_noise must be >= 0'),
+      (s.get('s_churn', 0.0) == 0 or s.sampler in ('euler', 'heun'),
+       f"sampling.s_churn is EDM's churn for 'euler' and 'heun', not {s.sampler!r}"),
+      (0.0 <= s.get('dynamic_threshold', 0.0) < 1.0, f'sampling.dynamic_threshold must be '
+       f'in [0, 1), not {s.get("dynamic_threshold")}'),
+  ]
 
 
 def _model_dtype(model_config) -> str:
@@ -236,10 +262,22 @@ class DiffusionExperiment(base.SingleNetworkExperiment):
     del state
     return np.clip(samples, -1.0, 1.0)
 
+  def nfe(self) -> int:
+    """Network evaluations per sample of the config's sampler."""
+    return samplers.num_evaluations(self.config.sampling, self.config.diffusion.num_timesteps)
+
   def sampler_name(self) -> str:
     s = self.config.sampling
-    name = (f'ddim{s.num_steps}_eta{s.eta:g}' if s.sampler == 'ddim'
-            else f'ddpm{self.config.diffusion.num_timesteps}')
+    if s.sampler in sigma_samplers.SAMPLERS:
+      name = f'{s.sampler}{s.num_steps}'
+      if s.get('sigma_schedule', 'model') == 'karras':
+        name += '_karras'
+      if s.get('s_churn', 0.0):
+        name += f'_churn{s.s_churn:g}'
+      name += f'_nfe{self.nfe()}'
+    else:
+      name = (f'ddim{s.num_steps}_eta{s.eta:g}' if s.sampler == 'ddim'
+              else f'ddpm{self.config.diffusion.num_timesteps}')
     if self.num_classes:
       name += f'_w{s.guidance_scale:g}'
       if s.class_label >= 0:
@@ -259,12 +297,22 @@ class DiffusionExperiment(base.SingleNetworkExperiment):
   def sampler_settings(self) -> dict:
     s, d = self.config.sampling, self.config.diffusion
     settings = {'name': self.sampler_name(), 'sampler': s.sampler,
-                'steps': s.num_steps if s.sampler == 'ddim' else d.num_timesteps,
-                'clip_x0': s.clip_x0}
+                'steps': d.num_timesteps if s.sampler == 'ddpm' else s.num_steps,
+                'nfe': self.nfe(), 'clip_x0': s.clip_x0}
+    if s.get('dynamic_threshold', 0.0):
+      settings.update(dynamic_threshold=s.dynamic_threshold, threshold_max=s.threshold_max)
     if s.sampler == 'ddim':
       settings.update(eta=s.eta, spacing=s.spacing)
-    else:
+    elif s.sampler == 'ddpm':
       settings['variance'] = s.ddpm_variance
+    else:
+      settings['sigma_schedule'] = s.get('sigma_schedule', 'model')
+      if settings['sigma_schedule'] == 'karras':
+        settings.update(rho=s.get('rho', 7.0), sigma_min=s.get('sigma_min', 0.0),
+                        sigma_max=s.get('sigma_max', 0.0))
+      if s.get('s_churn', 0.0):
+        settings.update(s_churn=s.s_churn, s_tmin=s.s_tmin, s_tmax=s.s_tmax,
+                        s_noise=s.s_noise)
     if self.num_classes:
       settings.update(guidance_scale=s.guidance_scale, class_label=s.class_label)
     return settings
@@ -329,7 +377,8 @@ class DiffusionExperiment(base.SingleNetworkExperiment):
       if samples.shape != images.shape:
         arrays['latents'] = samples.astype(np.float32)
       np.savez_compressed(base + '.npz', **arrays)
-      print(f'wrote {base}.png ({len(images)} samples)', flush=True)
+      print(f'wrote {base}.png ({len(images)} samples, {self.nfe()} network evaluations '
+            f'each)', flush=True)
     return [base + '.png', base + '.npz']
 
 

@@ -83,7 +83,9 @@ def test_sample_without_checkpoint(tmp_path, tiny_ddpm):
 
 @pytest.mark.parametrize('override,needles', [
     ('--config.diffusion.prediction=score', ['diffusion.prediction']),
-    ('--config.sampling.sampler=euler', ['sampling.sampler']),
+    ('--config.sampling.sampler=plms', ['sampling.sampler']),
+    ('--config.sampling.sigma_schedule=cosine --config.sampling.sampler=heun',
+     ['sampling.sigma_schedule']),
     ('--config.model.num_groups=3', ['model.num_groups']),
     ('--config.model.dtype=float16', ['model.dtype']),
     ('--config.data.image_size=7', ['data.image_size']),
@@ -99,10 +101,11 @@ def test_sample_without_checkpoint(tmp_path, tiny_ddpm):
     ('--config.model.ch=10', ['model.num_groups=4 must divide', '[10, 20]']),
 ])
 def test_bad_values(tmp_path, tiny_ddpm, override, needles):
+  overrides = override.split()
   # ml_collections concatenates a tuple field given twice: drop the tiny model's own value.
-  field = override.split('=')[0]
-  base = [a for a in tiny_ddpm if a.split('=')[0] != field]
-  proc = run_launch([*base, f'--workdir={tmp_path}/run', override], check=False)
+  fields = {o.split('=')[0] for o in overrides}
+  base = [a for a in tiny_ddpm if a.split('=')[0] not in fields]
+  proc = run_launch([*base, f'--workdir={tmp_path}/run', *overrides], check=False)
   assert_one_line_error(proc, *needles)
   assert proc.returncode == 2
   assert not os.path.exists(f'{tmp_path}/run')  # refused before anything was written

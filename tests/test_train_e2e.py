@@ -30,10 +30,12 @@ def test_digits_train_then_sample(tmp_path, tiny_ddpm):
   assert Image.open(png).size[0] >= 256
   # --mode=sample: the latest checkpoint's EMA parameters, num_samples images in [-1, 1].
   run_launch([*tiny_ddpm, f'--workdir={workdir}', '--mode=sample'])
-  arrays = np.load(os.path.join(workdir, 'samples', 'sample_step0000004_ddpm20.npz'))
+  # The digits default: DPM-Solver++(2M), 20 steps (T = 20 here).
+  name = os.path.join(workdir, 'samples', 'sample_step0000004_dpmpp_2m20_nfe20')
+  arrays = np.load(name + '.npz')
   assert arrays['images'].shape == (8, 8, 8, 1)
   assert arrays['images'].min() >= -1 and arrays['images'].max() <= 1
-  assert os.path.exists(os.path.join(workdir, 'samples', 'sample_step0000004_ddpm20.png'))
+  assert os.path.exists(name + '.png')
 
 
 def test_resumed_run_logs_exactly_the_uninterrupted_losses(tmp_path, tiny_ddpm):

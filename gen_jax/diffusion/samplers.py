@@ -1,4 +1,6 @@
 """DDPM ancestral and DDIM samplers: each one `lax.scan` with the schedule precomputed.
+`sample` also runs the sigma-space samplers of `sigma_samplers` (DPM-Solver++, Euler, Heun,
+Euler ancestral) by name.
 
 Both take `denoise_fn(x_t, t) -> network output` (t is (B,) int32), so conditioning,
 guidance and parameters live in the caller's closure.
@@ -16,9 +18,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from gen_jax.diffusion import schedules
+from gen_jax.diffusion import sigma_samplers
 
 DenoiseFn = Callable[[jax.Array, jax.Array], jax.Array]
 SPACINGS = ('uniform', 'leading', 'quad')
+SAMPLERS = ('ddpm', 'ddim') + sigma_samplers.SAMPLERS
 
 
 def _initial_noise_and_step_rng(rng, shape):
@@ -26,18 +30,20 @@ def _initial_noise_and_step_rng(rng, shape):
   return jax.random.normal(rng_init, shape, jnp.float32), rng_steps
 
 
-def _predict(denoise_fn, prediction, schedule, x, t_scalar, clip_x0):
+def _predict(denoise_fn, prediction, schedule, x, t_scalar, clip_x0, dynamic_threshold=0.0,
+             threshold_max=0.0):
   t = jnp.full((x.shape[0],), t_scalar, jnp.int32)  # (B,)
   x0, eps = schedules.x0_eps_from_output(prediction, schedule, x, t, denoise_fn(x, t))
-  if clip_x0:
-    x0 = jnp.clip(x0, -1.0, 1.0)
+  if clip_x0 or dynamic_threshold > 0:
+    x0 = sigma_samplers.threshold_x0(x0, clip_x0, dynamic_threshold, threshold_max)
     eps = schedules.eps_from_x0(schedule, x, t, x0)  # keep (x0, eps) consistent with x_t
   return x0, eps
 
 
 def ddpm_sample(denoise_fn: DenoiseFn, schedule: schedules.Schedule, shape: tuple[int, ...],
                 rng: jax.Array, prediction: str = 'eps', clip_x0: bool = True,
-                variance: str = 'small') -> jax.Array:
+                variance: str = 'small', dynamic_threshold: float = 0.0,
+                threshold_max: float = 0.0) -> jax.Array:
   """Ancestral sampling x_{T-1} -> ... -> x_{-1} with p(x_{t-1}|x_t) = q(x_{t-1}|x_t, x0_hat).
 
   Args:
@@ -48,6 +54,8 @@ def ddpm_sample(denoise_fn: DenoiseFn, schedule: schedules.Schedule, shape: tupl
     prediction: what the network predicts ('eps', 'x0', 'v').
     clip_x0: clip the predicted x0 to [-1, 1] before forming the posterior mean.
     variance: 'small' = posterior variance beta~_t, 'large' = beta_t (Ho et al. 2020).
+    dynamic_threshold, threshold_max: dynamic thresholding of x0 instead of clipping
+      (`sigma_samplers.threshold_x0`; 0 = off).
   Returns:
     Samples (B, H, W, C).
   """
@@ -60,7 +68,8 @@ def ddpm_sample(denoise_fn: DenoiseFn, schedule: schedules.Schedule, shape: tupl
   x, step_rng = _initial_noise_and_step_rng(rng, shape)
 
   def step(x, t):
-    x0, _ = _predict(denoise_fn, prediction, schedule, x, t, clip_x0)
+    x0, _ = _predict(denoise_fn, prediction, schedule, x, t, clip_x0, dynamic_threshold,
+                     threshold_max)
     mean = schedule.posterior_mean_coef1[t] * x0 + schedule.posterior_mean_coef2[t] * x
     noise = jax.random.normal(jax.random.fold_in(step_rng, t), x.shape, x.dtype)
     std = jnp.where(t > 0, jnp.exp(0.5 * log_var[t]), 0.0)  # no noise into x_{-1}
@@ -110,11 +119,13 @@ def ddim_step(x, x0, eps, abar, abar_prev, eta, noise):
 def ddim_sample(denoise_fn: DenoiseFn, schedule: schedules.Schedule, shape: tuple[int, ...],
                 rng: jax.Array, num_steps: int = 50, eta: float = 0.0,
                 spacing: str = 'uniform', prediction: str = 'eps',
-                clip_x0: bool = True) -> jax.Array:
+                clip_x0: bool = True, dynamic_threshold: float = 0.0,
+                threshold_max: float = 0.0) -> jax.Array:
   """DDIM sampling on `num_steps` timesteps; eta = 0 is deterministic given x_T.
 
   Args:
-    denoise_fn, schedule, shape, rng, prediction, clip_x0: as in `ddpm_sample`.
+    denoise_fn, schedule, shape, rng, prediction, clip_x0, dynamic_threshold,
+      threshold_max: as in `ddpm_sample`.
     num_steps: S, the number of network evaluations.
     eta: 0 (deterministic DDIM) .. 1 (DDPM-like posterior variance).
     spacing: how tau is chosen, see `ddim_timesteps`.
@@ -130,7 +141,8 @@ def ddim_sample(denoise_fn: DenoiseFn, schedule: schedules.Schedule, shape: tupl
 
   def step(x, i):
     t = jnp.asarray(tau)[i]
-    x0, eps = _predict(denoise_fn, prediction, schedule, x, t, clip_x0)
+    x0, eps = _predict(denoise_fn, prediction, schedule, x, t, clip_x0, dynamic_threshold,
+                       threshold_max)
     noise = jax.random.normal(jax.random.fold_in(step_rng, t), x.shape, x.dtype)
     return ddim_step(x, x0, eps, abar_t[i], abar_prev[i], eta, noise), None
 
@@ -138,15 +150,39 @@ def ddim_sample(denoise_fn: DenoiseFn, schedule: schedules.Schedule, shape: tupl
   return x
 
 
+def num_evaluations(sampling_config, num_timesteps: int) -> int:
+  """Network evaluations (NFE) of the config's sampler: T for DDPM, S for DDIM (a guided
+  evaluation is one call on the doubled batch)."""
+  s = sampling_config
+  if s.sampler == 'ddpm':
+    return num_timesteps
+  if s.sampler == 'ddim':
+    return s.num_steps
+  return sigma_samplers.nfe(s.sampler, s.num_steps)
+
+
 def sample(denoise_fn: DenoiseFn, schedule: schedules.Schedule, shape, rng, sampling_config,
            prediction: str) -> jax.Array:
   """Runs the sampler named in the config's `sampling` block."""
-  if sampling_config.sampler == 'ddpm':
+  s = sampling_config
+  if s.sampler == 'ddpm':
     return ddpm_sample(denoise_fn, schedule, shape, rng, prediction=prediction,
-                       clip_x0=sampling_config.clip_x0,
-                       variance=sampling_config.ddpm_variance)
-  if sampling_config.sampler == 'ddim':
-    return ddim_sample(denoise_fn, schedule, shape, rng, num_steps=sampling_config.num_steps,
-                       eta=sampling_config.eta, spacing=sampling_config.spacing,
-                       prediction=prediction, clip_x0=sampling_config.clip_x0)
-  raise ValueError(f"unknown sampler {sampling_config.sampler!r}; use 'ddpm' or 'ddim'.")
+                       clip_x0=s.clip_x0, variance=s.ddpm_variance,
+                       dynamic_threshold=s.get('dynamic_threshold', 0.0),
+                       threshold_max=s.get('threshold_max', 0.0))
+  if s.sampler == 'ddim':
+    return ddim_sample(denoise_fn, schedule, shape, rng, num_steps=s.num_steps,
+                       eta=s.eta, spacing=s.spacing, prediction=prediction,
+                       clip_x0=s.clip_x0, dynamic_threshold=s.get('dynamic_threshold', 0.0),
+                       threshold_max=s.get('threshold_max', 0.0))
+  if s.sampler in sigma_samplers.SAMPLERS:
+    # .get: configs saved before these fields sample with their defaults.
+    return sigma_samplers.sample(
+        denoise_fn, schedule.alphas_cumprod, shape, rng, s.sampler, s.num_steps, prediction,
+        sigma_schedule=s.get('sigma_schedule', 'model'), rho=s.get('rho', 7.0),
+        sigma_min=s.get('sigma_min', 0.0), sigma_max=s.get('sigma_max', 0.0),
+        s_churn=s.get('s_churn', 0.0), s_tmin=s.get('s_tmin', 0.0),
+        s_tmax=s.get('s_tmax', float('inf')), s_noise=s.get('s_noise', 1.0),
+        clip_x0=s.clip_x0, dynamic_threshold=s.get('dynamic_threshold', 0.0),
+        threshold_max=s.get('threshold_max', 0.0))
+  raise ValueError(f'unknown sampler {s.sampler!r}; use one of {SAMPLERS}.')
