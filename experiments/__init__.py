@@ -32,6 +32,28 @@ def build(config, mesh):
   return getattr(importlib.import_module(module_name), class_name)(config, mesh)
 
 
+def read_run_config(workdir: str, family: str, field: str = '--workdir', hint: str = ''):
+  """The config of the gen_jax run of `family` in `workdir` (its config.json).
+
+  Args:
+    workdir: the run's directory.
+    family: the family the run must be.
+    field: the flag or config field that named `workdir` (for error messages).
+    hint: what to do when there is no run there (appended to that error).
+  Raises:
+    UserError: no config.json there, or a run of another family.
+  """
+  config_path = os.path.join(os.path.abspath(workdir or '.'), 'config.json')
+  if not workdir or not os.path.exists(config_path):
+    raise UserError(f'{field}={workdir!r} is not a gen_jax run (no config.json)'
+                    + (f'; {hint}.' if hint else '.'))
+  with open(config_path) as f:
+    config = ml_collections.ConfigDict(json.load(f))
+  if config.family != family:
+    raise UserError(f'{field}={workdir!r} is a {config.family!r} run, not a {family!r} one.')
+  return config
+
+
 def load_run(workdir: str, mesh, family: str, field: str, train_hint: str):
   """A finished gen_jax run of `family`: (config, experiment, latest state).
 
@@ -45,14 +67,8 @@ def load_run(workdir: str, mesh, family: str, field: str, train_hint: str):
     UserError: no run there, a run of another family, or no checkpoint.
   """
   from gen_jax import trainer  # pylint: disable=g-import-not-at-top
-  config_path = os.path.join(os.path.abspath(workdir or '.'), 'config.json')
-  if not workdir or not os.path.exists(config_path):
-    raise UserError(f'{field}={workdir!r} is not a gen_jax run (no config.json); '
-                    f'train a {family} run first: {train_hint}.')
-  with open(config_path) as f:
-    config = ml_collections.ConfigDict(json.load(f))
-  if config.family != family:
-    raise UserError(f'{field}={workdir!r} is a {config.family!r} run, not a {family!r} one.')
+  config = read_run_config(workdir, family, field,
+                           hint=f'train a {family} run first: {train_hint}')
   experiment = build(config, mesh)
   state = trainer.restore_latest(experiment, os.path.abspath(workdir))
   return config, experiment, state

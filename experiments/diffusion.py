@@ -396,18 +396,11 @@ def load_denoiser(workdir: str, ema: bool = True):
   Raises:
     UserError: no diffusion run or no checkpoint in `workdir`.
   """
-  import json  # pylint: disable=g-import-not-at-top
-  import ml_collections  # pylint: disable=g-import-not-at-top
+  import experiments  # pylint: disable=g-import-not-at-top
   from gen_jax import checkpoint  # pylint: disable=g-import-not-at-top
   from gen_jax import trainer  # pylint: disable=g-import-not-at-top
   workdir = os.path.abspath(workdir)
-  config_path = os.path.join(workdir, 'config.json')
-  if not os.path.exists(config_path):
-    raise UserError(f'{workdir} is not a gen_jax run (no config.json).')
-  with open(config_path) as f:
-    config = ml_collections.ConfigDict(json.load(f))
-  if config.family != 'diffusion':
-    raise UserError(f'{workdir} is a {config.family!r} run, not a diffusion one.')
+  config = experiments.read_run_config(workdir, 'diffusion', field='workdir')
   image_shape = None  # a conditional run reads its classes off the dataset
   if not config.diffusion.class_conditional:  # the image channels from the checkpoint
     ckpt = checkpoint.Checkpointer(workdir, async_save=False)

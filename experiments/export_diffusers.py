@@ -10,7 +10,6 @@ express (class-conditional, pooling resamplers) is refused with one line, exit c
 """
 
 import argparse
-import json
 import os
 import sys
 
@@ -18,9 +17,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 # pylint: disable=g-import-not-at-top,wrong-import-position
 import jax
-import ml_collections
 import numpy as np
 
+import experiments
 from gen_jax import checkpoint
 from gen_jax import parallel
 from gen_jax import trainer
@@ -41,14 +40,7 @@ def export_run(workdir: str, out: str, ema: bool = True) -> list[str]:
   """
   from experiments import diffusion  # pylint: disable=g-import-not-at-top
   workdir = os.path.abspath(workdir)
-  config_path = os.path.join(workdir, 'config.json')
-  if not os.path.exists(config_path):
-    raise UserError(f'--workdir={workdir} is not a gen_jax run (no config.json).')
-  with open(config_path) as f:
-    config = ml_collections.ConfigDict(json.load(f))
-  if config.family != 'diffusion':
-    raise UserError(f'--workdir={workdir} is a {config.family!r} run; only diffusion runs '
-                    f'export to diffusers.')
+  config = experiments.read_run_config(workdir, 'diffusion')
   if os.path.isdir(out) and set(os.listdir(out)) - _OURS:
     raise UserError(f'--out={out} holds other files; give a new or empty folder.')
   ckpt = checkpoint.Checkpointer(workdir, async_save=False)

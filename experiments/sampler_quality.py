@@ -28,6 +28,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 # pylint: disable=g-import-not-at-top,wrong-import-position
 import ml_collections
+
+import experiments
 from gen_jax import runner
 from gen_jax.errors import UserError
 
@@ -178,14 +180,7 @@ def plot(result: dict, path: str) -> None:
 def main(argv=None) -> dict:
   args = parse_args(argv)
   workdir = os.path.abspath(args.workdir)
-  config_path = os.path.join(workdir, 'config.json')
-  if not os.path.exists(config_path):
-    raise UserError(f'--workdir={args.workdir!r} is not a gen_jax run (no config.json).')
-  with open(config_path) as f:
-    config = ml_collections.ConfigDict(json.load(f))
-  if config.family != 'diffusion':
-    raise UserError(f'--workdir={args.workdir!r} is a {config.family!r} run; this command '
-                    f'compares the samplers of a diffusion run.')
+  config = experiments.read_run_config(args.workdir, 'diffusion')
   if args.num_samples % args.batch_size:
     raise UserError(f'--num-samples={args.num_samples} is not a multiple of '
                     f'--batch-size={args.batch_size}.')
