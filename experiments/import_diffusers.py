@@ -32,7 +32,7 @@ import numpy as np
 
 from gen_jax import checkpoint
 from gen_jax import parallel
-from gen_jax import trainer
+from gen_jax import run_config
 from gen_jax.errors import UserError
 from gen_jax.interop import diffusers_unet
 from gen_jax.train_state import TrainState
@@ -135,7 +135,8 @@ def import_checkpoint(source: str, workdir: str, config_file: str = 'configs/ddp
                      params=params, opt_state=experiment.optimizer.init(params),
                      ema_params=params)
 
-  trainer.write_config(config, workdir)
+  os.makedirs(workdir, exist_ok=True)
+  run_config.write(config, workdir, step=0, changed={})
   ckpt = checkpoint.Checkpointer(workdir, keep=config.training.keep_checkpoints,
                                  async_save=False)
   try:
