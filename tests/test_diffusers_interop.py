@@ -279,7 +279,8 @@ def test_sample_mode_and_ledger_on_an_imported_run(imported, tmp_path):
   run = str(tmp_path / 'bedroom_like')
   shutil.copytree(workdir, run)
   proc = run_launch(['--config=configs/ddpm.py', f'--workdir={run}', '--mode=sample',
-                     '--config.sampling.num_samples=4', *record['launch_overrides']])
+                     '--config.sampling.num_samples=4', '--config.sampling.sampler=ddpm',
+                     *record['launch_overrides']])
   assert os.path.exists(os.path.join(run, 'samples', 'sample_step0000000_ddpm20.png')), \
       proc.stdout
   with np.load(os.path.join(run, 'samples', 'sample_step0000000_ddpm20.npz')) as data:
