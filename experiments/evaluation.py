@@ -268,6 +268,12 @@ class Evaluator:
           self.extractor().num_classes).items()})
     return scalars
 
+  def score(self, images: np.ndarray, labels: np.ndarray | None = None) -> dict[str, float]:
+    """The sample metrics (unprefixed) of images (N, H, W, C) in [-1, 1]."""
+    features, probs = self.extractor()(images)
+    return sample_metrics(FeatureSet(features, probs, labels), self.reference()[0],
+                          self.config.eval, self.extractor().num_classes)
+
   def score_file(self, path: str, workdir: str) -> str:
     """`--mode=eval` with `eval.samples_file`: scores the file's samples as `run` scores
     generated ones; writes WORKDIR/eval/external_<name>.json.
@@ -285,9 +291,7 @@ class Evaluator:
                                     image_shape[-1] if image_shape else None,
                                     max(e.pr_neighbours + 1, e.is_splits, 2))
     self.prepare(floor=e.floor)
-    features, probs = self.extractor()(images)
-    metrics = sample_metrics(FeatureSet(features, probs, None), self.reference()[0], e,
-                             self.extractor().num_classes)
+    metrics = self.score(images)
     name = os.path.splitext(os.path.basename(path))[0]
     out = os.path.join(workdir, 'eval', f'external_{name}.json')
     manifest = self._manifest(metrics, len(images), start)

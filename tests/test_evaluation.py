@@ -330,3 +330,66 @@ def test_load_samples_layouts_and_bad_files(tmp_path):
   (tmp_path / 'junk.npz').write_text('not a zip')
   with pytest.raises(evaluation.UserError, match='not a readable .npz'):
     evaluation.load_samples(str(tmp_path / 'junk.npz'), 8, 1, 4)
+
+
+# --- quality against wall clock (experiments/quality_curve.py) ----------------------------
+def test_training_minutes_from_log_windows():
+  from experiments import quality_curve  # pylint: disable=g-import-not-at-top
+  lines = [{'step': 1, 'train/steps_per_s': 0.5},  # 2 s (the first step, with compile)
+           {'step': 5, 'train/steps_per_s': 2.0},  # 4 steps in 2 s
+           {'step': 5, 'eval/fid': 3.0},  # not a log window
+           {'step': 3, 'train/steps_per_s': 0.25},  # resumed at 2: 1 step in 4 s
+           {'step': 7, 'train/steps_per_s': 1.0}]  # 4 steps in 4 s
+  minutes = quality_curve.training_minutes(lines)
+  # Step 5 was redone after the resume: its first pass's time is spent, its place gone.
+  assert minutes == pytest.approx({1: 2 / 60, 3: 8 / 60, 7: 12 / 60})
+  assert quality_curve.minutes_at(6, minutes) == pytest.approx(11 / 60)  # 3 of 4 s past 3
+  assert quality_curve.minutes_at(2, minutes) == pytest.approx(5 / 60)  # halfway 1 -> 3
+  assert quality_curve.parse_external('diffusers:8:/tmp/a:b.npz') == ('diffusers', 8.0,
+                                                                      '/tmp/a:b.npz')
+  with pytest.raises(evaluation.UserError, match='LABEL:MINUTES:FILE'):
+    quality_curve.parse_external('diffusers:eight:/tmp/a.npz')
+
+
+def test_quality_curve_of_a_tiny_run(classifier_dir, tmp_path):
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+  from gen_jax import data  # pylint: disable=g-import-not-at-top
+  from tests.conftest import REPO, launch_env  # pylint: disable=g-import-not-at-top
+  workdir, cache = str(tmp_path / 'ddpm'), str(tmp_path / 'cache')
+  run_launch([*TINY_DDPM, f'--workdir={workdir}', '--config.training.num_steps=4',
+              '--config.training.checkpoint_every=2', '--config.training.keep_checkpoints=10',
+              '--config.training.eval_every=4', '--config.eval.num_samples_train=16',
+              '--config.sampling.sampler=ddim', '--config.sampling.num_steps=4',
+              '--config.eval.vlb_strata=3', '--config.eval.vlb_examples=16',
+              *_eval_flags(classifier_dir, cache)], devices=2)
+  digits = str(tmp_path / 'test_digits.npz')
+  np.savez(digits, samples=data.load_dataset(_digits_config().data, 'test').images[..., 0])
+  out = str(tmp_path / 'curve')
+  proc = subprocess.run(
+      [sys.executable, os.path.join(REPO, 'experiments', 'quality_curve.py'),
+       f'--workdir={workdir}', f'--classifier-workdir={classifier_dir}', f'--cache-dir={cache}',
+       '--num-samples=16', '--batch-size=16', f'--external=real:0.5:{digits}', f'--out={out}'],
+      cwd=REPO, env=launch_env(2), capture_output=True, text=True, timeout=300)
+  assert proc.returncode == 0, proc.stdout + proc.stderr
+  with open(os.path.join(out, 'quality_curve.json')) as f:
+    result = json.load(f)
+  real, *curve = result['points']
+  assert real['label'] == 'real' and real['minutes'] == 0.5 and real['external']['n'] == 297
+  for name in ('fid', 'precision', 'recall', 'classes_covered'):  # the floor's own digits
+    assert real['metrics'][name] == pytest.approx(result['floor'][name], rel=1e-4, abs=1e-5)
+  assert [p['step'] for p in curve] == [2, 4]
+  # Minutes: the log's windows (log_every=1: one step each) summed independently here.
+  lines = read_jsonl(os.path.join(workdir, 'metrics.jsonl'))
+  seconds = {m['step']: 1 / m['train/steps_per_s'] for m in lines if 'train/steps_per_s' in m}
+  for p in curve:
+    expected = sum(s for step, s in seconds.items() if step <= p['step']) / 60
+    assert p['minutes'] == pytest.approx(expected, rel=1e-6)
+  assert 0 < curve[0]['minutes'] < curve[1]['minutes']
+  # The same samples and scores as the training run's own evaluation of step 4.
+  in_training = [m for m in lines if m['step'] == 4 and 'eval/fid' in m][0]
+  for name in ('fid', 'precision', 'recall', 'classes_covered'):
+    assert curve[1]['metrics'][name] == pytest.approx(in_training[f'eval/{name}'], rel=1e-5)
+  table = open(os.path.join(out, 'quality_curve.md')).read()
+  assert table.count('\n') == 2 + 3 + 1 and '| real |  | 0.50 |' in table
+  assert os.path.getsize(os.path.join(out, 'quality_curve.png')) > 10_000
