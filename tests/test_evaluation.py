@@ -351,18 +351,14 @@ def test_training_minutes_from_log_windows():
     quality_curve.parse_external('diffusers:eight:/tmp/a.npz')
 
 
-def test_quality_curve_of_a_tiny_run(classifier_dir, tmp_path):
+def test_quality_curve_of_a_tiny_run(ddpm_dir, classifier_dir, tmp_path):
+  """The module's tiny DDPM run (6 steps, its checkpoint 6 scored during training), with
+  the real test digits as an external point."""
   import subprocess  # pylint: disable=g-import-not-at-top
   import sys  # pylint: disable=g-import-not-at-top
   from gen_jax import data  # pylint: disable=g-import-not-at-top
   from tests.conftest import REPO, launch_env  # pylint: disable=g-import-not-at-top
-  workdir, cache = str(tmp_path / 'ddpm'), str(tmp_path / 'cache')
-  run_launch([*TINY_DDPM, f'--workdir={workdir}', '--config.training.num_steps=4',
-              '--config.training.checkpoint_every=2', '--config.training.keep_checkpoints=10',
-              '--config.training.eval_every=4', '--config.eval.num_samples_train=16',
-              '--config.sampling.sampler=ddim', '--config.sampling.num_steps=4',
-              '--config.eval.vlb_strata=3', '--config.eval.vlb_examples=16',
-              *_eval_flags(classifier_dir, cache)], devices=2)
+  workdir, cache = ddpm_dir
   digits = str(tmp_path / 'test_digits.npz')
   np.savez(digits, samples=data.load_dataset(_digits_config().data, 'test').images[..., 0])
   out = str(tmp_path / 'curve')
@@ -378,18 +374,16 @@ def test_quality_curve_of_a_tiny_run(classifier_dir, tmp_path):
   assert real['label'] == 'real' and real['minutes'] == 0.5 and real['external']['n'] == 297
   for name in ('fid', 'precision', 'recall', 'classes_covered'):  # the floor's own digits
     assert real['metrics'][name] == pytest.approx(result['floor'][name], rel=1e-4, abs=1e-5)
-  assert [p['step'] for p in curve] == [2, 4]
+  assert [p['step'] for p in curve] == [6]  # the run's only checkpoint
   # Minutes: the log's windows (log_every=1: one step each) summed independently here.
   lines = read_jsonl(os.path.join(workdir, 'metrics.jsonl'))
   seconds = {m['step']: 1 / m['train/steps_per_s'] for m in lines if 'train/steps_per_s' in m}
-  for p in curve:
-    expected = sum(s for step, s in seconds.items() if step <= p['step']) / 60
-    assert p['minutes'] == pytest.approx(expected, rel=1e-6)
-  assert 0 < curve[0]['minutes'] < curve[1]['minutes']
-  # The same samples and scores as the training run's own evaluation of step 4.
-  in_training = [m for m in lines if m['step'] == 4 and 'eval/fid' in m][0]
+  assert sorted(seconds) == [1, 2, 3, 4, 5, 6]
+  assert curve[0]['minutes'] == pytest.approx(sum(seconds.values()) / 60, rel=1e-6)
+  # The same samples and scores as the training run's own evaluation of step 6.
+  in_training = [m for m in lines if m['step'] == 6 and 'eval/fid' in m][0]
   for name in ('fid', 'precision', 'recall', 'classes_covered'):
-    assert curve[1]['metrics'][name] == pytest.approx(in_training[f'eval/{name}'], rel=1e-5)
+    assert curve[0]['metrics'][name] == pytest.approx(in_training[f'eval/{name}'], rel=1e-5)
   table = open(os.path.join(out, 'quality_curve.md')).read()
-  assert table.count('\n') == 2 + 3 + 1 and '| real |  | 0.50 |' in table
+  assert table.count('\n') == 2 + 2 + 1 and '| real |  | 0.50 |' in table
   assert os.path.getsize(os.path.join(out, 'quality_curve.png')) > 10_000
