@@ -70,25 +70,42 @@ def parse_external(spec: str) -> tuple[str, float, str]:
   return label, value, path
 
 
-def training_minutes(metric_lines: list[dict]) -> dict[int, float]:
+def training_minutes(metric_lines: list[dict], log_every: int,
+                     num_steps: int) -> dict[int, float]:
   """{step: training wall-clock minutes up to it} at every logged step of metrics.jsonl.
 
   Each line with train/steps_per_s closes a log window that began at the previous logged
-  step (or, after a start or resume, the step before it: the first line after a start is
-  logged one step in); the window took (step - previous) / steps_per_s seconds. Steps
-  redone after a resume keep the time of their last pass, which includes the lost one.
+  step and took (step - previous) / steps_per_s seconds. The trainer logs every
+  `log_every` steps, at `num_steps`, and one step after each start or resume (that line's
+  rate is of that one step, compilation included). A resume cuts metrics.jsonl back to the
+  restored step, so the steps from the last kept line to the restored one are counted at
+  the rate of the window before them; a log that was not cut back (the same steps logged
+  again) keeps the time of both passes, and the steps' place from the last.
+
+  Args:
+    metric_lines: metrics.jsonl's lines, in order.
+    log_every: the run's training.log_every.
+    num_steps: the run's training.num_steps.
+  Returns:
+    Cumulative minutes by logged step.
   """
-  minutes, total, previous = {}, 0.0, 0
+  minutes, total, previous, last_rate = {}, 0.0, 0, None
   for line in metric_lines:
     rate = line.get('train/steps_per_s')
     if not rate:
       continue
     step = int(line['step'])
-    if step <= previous:  # a resume: its first line is one step after the restored one
+    if step <= previous:  # the same steps again: a resume whose old lines were kept
       previous = step - 1
-      minutes = {s: m for s, m in minutes.items() if s <= previous}  # steps redone now
+      minutes = {s: m for s, m in minutes.items() if s <= previous}
+    elif step % log_every and step != num_steps and step - previous > 1 and last_rate:
+      # The first line after a resume at step - 1: the steps since the last line ran
+      # before the stop, at about the rate before it.
+      total += (step - 1 - previous) / last_rate
+      previous = step - 1
+      minutes[previous] = total / 60.0  # the restored checkpoint's step
     total += (step - previous) / rate
-    previous = step
+    previous, last_rate = step, rate
     minutes[step] = total / 60.0
   return minutes
 
@@ -199,7 +216,8 @@ def main(argv=None) -> dict:
   if missing or not steps:
     raise UserError(f'--workdir={args.workdir} has checkpoints {kept}, not {missing or steps}; '
                     f'train with more kept (training.keep_checkpoints) or pick from those.')
-  minutes = training_minutes(metric_log.read_metrics(workdir))
+  minutes = training_minutes(metric_log.read_metrics(workdir), config.training.log_every,
+                             config.training.num_steps)
   placed = {step: minutes_at(step, minutes) for step in steps}  # fails before any sampling
   evaluator.prepare(floor=config.eval.floor)
   result = {'run': os.path.basename(workdir), 'workdir': workdir, 'family': family,

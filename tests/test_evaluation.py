@@ -340,11 +340,22 @@ def test_training_minutes_from_log_windows():
            {'step': 5, 'eval/fid': 3.0},  # not a log window
            {'step': 3, 'train/steps_per_s': 0.25},  # resumed at 2: 1 step in 4 s
            {'step': 7, 'train/steps_per_s': 1.0}]  # 4 steps in 4 s
-  minutes = quality_curve.training_minutes(lines)
+  minutes = quality_curve.training_minutes(lines, log_every=1, num_steps=7)
   # Step 5 was redone after the resume: its first pass's time is spent, its place gone.
   assert minutes == pytest.approx({1: 2 / 60, 3: 8 / 60, 7: 12 / 60})
   assert quality_curve.minutes_at(6, minutes) == pytest.approx(11 / 60)  # 3 of 4 s past 3
   assert quality_curve.minutes_at(2, minutes) == pytest.approx(5 / 60)  # halfway 1 -> 3
+  # log_every=10, resumed from checkpoint 15 with the log cut back to step 10: steps 11-15
+  # at the rate before (5 s), the first step after the resume 4 s, then the last window
+  # (16 -> 20 at num_steps=20, not a multiple of log_every: 4 steps at 1/s).
+  lines = [{'step': 1, 'train/steps_per_s': 0.5},  # 2 s
+           {'step': 10, 'train/steps_per_s': 1.0},  # 9 s
+           {'step': 16, 'train/steps_per_s': 0.25},  # 5 s + 4 s
+           {'step': 20, 'train/steps_per_s': 1.0}]  # 4 s
+  minutes = quality_curve.training_minutes(lines, log_every=10, num_steps=20)
+  assert minutes == pytest.approx({1: 2 / 60, 10: 11 / 60, 15: 16 / 60, 16: 20 / 60,
+                                  20: 24 / 60})
+  assert quality_curve.minutes_at(15, minutes) == pytest.approx(16 / 60)
   assert quality_curve.parse_external('diffusers:8:/tmp/a:b.npz') == ('diffusers', 8.0,
                                                                       '/tmp/a:b.npz')
   with pytest.raises(evaluation.UserError, match='LABEL:MINUTES:FILE'):
