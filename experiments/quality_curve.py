@@ -151,7 +151,7 @@ def plot(result: dict, path: str) -> None:
     for label in labels:
       points = sorted((p['minutes'], p['metrics'].get(key, float('nan')))
                       for p in result['points'] if p['label'] == label)
-      external = any(p['external'] for p in result['points'] if p['label'] == label)
+      external = any(p['external'] is not None for p in result['points'] if p['label'] == label)
       ax.plot([p[0] for p in points], [p[1] for p in points], label=label,
               marker='s' if external else 'o', linestyle='none' if external else '-')
     if result.get('floor') and key in result['floor']:
