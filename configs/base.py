@@ -95,6 +95,7 @@ def get_base_config() -> ml_collections.ConfigDict:
   config.eval.use_ema = True  # sample with the EMA parameters (False: the raw ones).
   config.eval.split = 'train'  # real split the samples are compared with (the reference).
   config.eval.reference_examples = 0  # real examples of eval.split used (0: all of them).
+  config.eval.samples_file = ''  # --mode=eval scores this .npz's samples instead of a checkpoint's.
   config.eval.floor = True  # also score data.eval_split against eval.split: the real-data floor.
   config.eval.feature_extractor = 'classifier'  # 'classifier' (a gen_jax run) or 'inception'.
   config.eval.classifier_workdir = 'runs/classifier_digits'  # classifier run (configs/classifier_*.py).

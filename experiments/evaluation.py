@@ -17,9 +17,16 @@ scores them against the features of `eval.split` of the real data:
 
 It writes WORKDIR/eval/<step>.json (a manifest of what exactly was measured) and logs
 `eval/...` to metrics.jsonl and TensorBoard.
+
+With `eval.samples_file=FILE.npz`, `--mode=eval` scores that file's samples instead of
+generating any (another codebase's, or one of our own sample files): the same metrics,
+extractor, reference and floor, in WORKDIR/eval/external_<file name>.json, marked
+external (the file's path, sha256, n and shape). No checkpoint is read and nothing is
+logged to metrics.jsonl (the file has no training step).
 """
 
 import datetime
+import hashlib
 import json
 import os
 import time
@@ -27,6 +34,7 @@ import time
 import jax
 import numpy as np
 
+from gen_jax import data
 from gen_jax import metric_log
 from gen_jax import parallel
 from gen_jax.trainer import format_duration
@@ -85,6 +93,84 @@ def sample_metrics(generated: FeatureSet, reference: FeatureSet, eval_config,
       metrics['class_accuracy'] = class_metrics.conditional_accuracy(predicted,
                                                                      generated.labels)
   return {k: float(v) for k, v in metrics.items()}
+
+
+_SAMPLE_KEYS = ('samples', 'images')  # digits_anchor.py writes 'samples'; gen_jax 'images'
+
+
+def load_samples(path: str, image_size: int, channels: int | None,
+                 min_samples: int) -> tuple[np.ndarray, dict]:
+  """The images of a sample file, as the evaluation's extractor takes them.
+
+  Accepted: an .npz with an array under 'samples' or 'images' (the first present), of
+  shape (N, H, W) or (N, H, W, C), either float in [-1, 1] or uint8 0..255 (mapped to
+  [-1, 1]). Images of another size are resized to `image_size` as the real data is
+  (`gen_jax.data`: Pillow bilinear on [0, 1] pixels).
+
+  Args:
+    path: the .npz file.
+    image_size: the config's data.image_size.
+    channels: the data's channels (None: not checked).
+    min_samples: the fewest samples the metrics need.
+  Returns:
+    images (N, image_size, image_size, C) float32 in [-1, 1], and the manifest's
+    'external' entry (path, sha256, n, shape, key, value range, resize).
+  Raises:
+    UserError: a missing or unreadable file, no known key, a wrong rank or channel count,
+      NaNs or infinities, values out of range, or too few samples.
+  """
+  fix = f'give an .npz with {" or ".join(repr(k) for k in _SAMPLE_KEYS)}: (N, H, W[, C]) in [-1, 1] or uint8'
+  if not os.path.isfile(path):
+    raise UserError(f'eval.samples_file={path} does not exist; {fix}.')
+  try:
+    with np.load(path, allow_pickle=False) as f:
+      key = next((k for k in _SAMPLE_KEYS if k in f.files), None)
+      if key is None:
+        raise UserError(f'eval.samples_file={path} has no array {" or ".join(_SAMPLE_KEYS)} '
+                        f'(it has {sorted(f.files)}); {fix}.')
+      images = f[key]
+  except UserError:
+    raise
+  except Exception as e:  # pylint: disable=broad-except  # np.load raises many kinds
+    raise UserError(f'eval.samples_file={path} is not a readable .npz ({type(e).__name__}: '
+                    f'{" ".join(str(e).split())}); {fix}.') from None
+  shape = tuple(int(d) for d in images.shape)
+  if images.ndim == 3:
+    images = images[..., None]  # (N, H, W) -> (N, H, W, 1)
+  if images.ndim != 4 or images.shape[1] != images.shape[2]:
+    raise UserError(f'eval.samples_file={path}: {key!r} has shape {shape}; {fix}, '
+                    f'square images.')
+  if channels is not None and images.shape[-1] != channels:
+    raise UserError(f'eval.samples_file={path}: {key!r} has {images.shape[-1]} channels, the '
+                    f'data {channels} (shape {shape}); give samples of the dataset.')
+  if images.dtype == np.uint8:
+    value_range = 'uint8 0..255, mapped to [-1, 1]'
+    images = images.astype(np.float32) / 127.5 - 1.0
+  elif np.issubdtype(images.dtype, np.floating) or np.issubdtype(images.dtype, np.integer):
+    images = images.astype(np.float32)
+    if not np.all(np.isfinite(images)):
+      raise UserError(f'eval.samples_file={path}: {key!r} holds '
+                      f'{int(np.sum(~np.isfinite(images)))} NaN or infinite values; {fix}.')
+    low, high = float(images.min()), float(images.max())
+    if low < -1.0 - 1e-3 or high > 1.0 + 1e-3:
+      raise UserError(f'eval.samples_file={path}: {key!r} has values in [{low:.4g}, '
+                      f'{high:.4g}], outside [-1, 1]; {fix} (uint8 for 0..255).')
+    value_range = 'float in [-1, 1]'
+  else:
+    raise UserError(f'eval.samples_file={path}: {key!r} is {images.dtype}; {fix}.')
+  if len(images) < min_samples:
+    raise UserError(f'eval.samples_file={path} has {len(images)} samples; the metrics need at '
+                    f'least {min_samples} (eval.pr_neighbours + 1 and eval.is_splits).')
+  resize = 'none'
+  if images.shape[1] != image_size:
+    resize = f'{images.shape[1]}px -> {image_size}px, Pillow bilinear (as the real data)'
+    images = np.clip(data._resize((np.clip(images, -1, 1) + 1) / 2, image_size),  # pylint: disable=protected-access
+                     0.0, 1.0) * 2.0 - 1.0
+  with open(path, 'rb') as f:
+    sha256 = hashlib.sha256(f.read()).hexdigest()
+  external = {'path': os.path.abspath(path), 'sha256': sha256, 'n': int(len(images)),
+              'shape': list(shape), 'key': key, 'values': value_range, 'resize': resize}
+  return np.clip(images, -1.0, 1.0).astype(np.float32), external
 
 
 class Evaluator:
@@ -181,6 +267,76 @@ class Evaluator:
           generated, self.reference()[0], self.config.eval,
           self.extractor().num_classes).items()})
     return scalars
+
+  def score(self, images: np.ndarray, labels: np.ndarray | None = None) -> dict[str, float]:
+    """The sample metrics (unprefixed) of images (N, H, W, C) in [-1, 1]."""
+    features, probs = self.extractor()(images)
+    return sample_metrics(FeatureSet(features, probs, labels), self.reference()[0],
+                          self.config.eval, self.extractor().num_classes)
+
+  def score_file(self, path: str, workdir: str) -> str:
+    """`--mode=eval` with `eval.samples_file`: scores the file's samples as `run` scores
+    generated ones; writes WORKDIR/eval/external_<name>.json.
+
+    Returns:
+      The manifest's path.
+    """
+    e = self.config.eval
+    if not self.images_supported():
+      raise UserError(f'eval.samples_file scores images; the {self.config.family} family '
+                      f'of this config makes none.')
+    start = time.time()
+    image_shape = getattr(self.experiment, 'image_shape', None)
+    images, external = load_samples(path, self.config.data.image_size,
+                                    image_shape[-1] if image_shape else None,
+                                    max(e.pr_neighbours + 1, e.is_splits, 2))
+    self.prepare(floor=e.floor)
+    metrics = self.score(images)
+    name = os.path.splitext(os.path.basename(path))[0]
+    out = os.path.join(workdir, 'eval', f'external_{name}.json')
+    manifest = self._manifest(metrics, len(images), start)
+    manifest['external'] = external
+    manifest['config_file'] = self.config_file
+    if self.is_chief:
+      self._write(manifest, out)
+      print(f'scored {path} ({external["n"]} samples, {external["values"]}, resize '
+            f'{external["resize"]}): ' +
+            ', '.join(f'{k} {v:.4g}' for k, v in metrics.items()), flush=True)
+      if 'floor' in manifest:
+        print(f'floor ({self.config.data.eval_split} vs {e.split}, real data): ' +
+              ', '.join(f'{k} {v:.4g}' for k, v in manifest['floor'].items()
+                        if isinstance(v, float)), flush=True)
+      print(f'wrote {out}', flush=True)
+    return out
+
+  def _manifest(self, metrics: dict, n: int, start: float) -> dict:
+    """The manifest of an external file's scores (the fields `run` writes for images)."""
+    e = self.config.eval
+    reference, reference_path = self.reference()
+    manifest = {
+        'family': self.config.family, 'dataset': self.config.data.dataset,
+        'image_size': self.config.data.image_size, 'checkpoint_step': None,
+        'params': 'external', 'seed': e.seed, 'sampler': 'external', 'metrics': metrics,
+        'n_generated': n,
+        'reference': {'split': e.split, 'n': len(reference),
+                      'fingerprint': reference.fingerprint(), 'cache': reference_path},
+        'feature_extractor': self.extractor().describe(),
+        'metric_settings': {'kid_subsets': e.kid_subsets, 'kid_subset_size': e.kid_subset_size,
+                            'pr_neighbours': e.pr_neighbours, 'is_splits': e.is_splits},
+    }
+    if e.floor:
+      manifest['floor'] = dict(self.floor(), split=self.config.data.eval_split)
+    manifest['config'] = json.loads(self.config.to_json_best_effort())
+    manifest['wall_time_s'] = round(time.time() - start, 2)
+    manifest['date'] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds')
+    return manifest
+
+  @staticmethod
+  def _write(manifest: dict, path: str) -> None:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, 'w') as f:
+      json.dump(manifest, f, indent=2, sort_keys=True)
+      f.write('\n')
 
   def run(self, state, workdir: str) -> str:
     """`--mode=eval`: scores `state`, writes WORKDIR/eval/<step>.json, logs eval/...

@@ -115,7 +115,9 @@ def run(config, workdir: str, mode: str = 'train', config_file: str = '',
   """
   if not workdir:
     raise UserError('--workdir is empty; give a directory for the run.')
-  check_workdir(workdir, mode)
+  # Scoring a sample file needs no checkpoint: its workdir is only where the manifest goes.
+  scores_file = mode == 'eval' and config.eval.get('samples_file', '')
+  check_workdir(workdir, 'train' if scores_file else mode)
   if mode != 'train':
     return _run(config, workdir, mode, config_file, **distributed)
   # SIGTERM / Ctrl-C from here on stop the run with a checkpoint (gen_jax.preemption),
@@ -183,6 +185,9 @@ def _run_mode(config, workdir: str, mode: str, config_file: str) -> str:
   if mode == 'eval':
     from experiments import evaluation  # pylint: disable=g-import-not-at-top
     evaluation.validate(config, mesh, config.eval.num_samples)
+    if config.eval.get('samples_file', ''):
+      return evaluation.Evaluator(experiment, config_file).score_file(
+          config.eval.samples_file, workdir)
     state = trainer.restore_latest(experiment, workdir)
     return evaluation.Evaluator(experiment, config_file).run(state, workdir)
   raise UserError(f'unknown mode {mode!r}.')

@@ -249,3 +249,152 @@ def test_eval_checks_what_it_needs_before_sampling(ddpm_dir, classifier_dir, tmp
     assert_one_line_error(proc, *needles)
     assert proc.returncode == 2
     assert 'eval:' not in proc.stdout, proc.stdout
+
+
+# --- scoring a sample file (eval.samples_file) -------------------------------------------
+def _digits_config(image_size=8):
+  from configs import ddpm  # pylint: disable=g-import-not-at-top
+  config = ddpm.get_config()
+  config.data.image_size = image_size
+  return config
+
+
+def test_real_test_digits_as_a_sample_file_score_the_floor(classifier_dir, tmp_path):
+  """The held-out real digits, written as an external .npz, are the floor's own set: the
+  same features, so the same FID, KID, precision and recall as the manifest's floor."""
+  from gen_jax import data  # pylint: disable=g-import-not-at-top
+  images = data.load_dataset(_digits_config().data, 'test').images  # (297, 8, 8, 1)
+  path = str(tmp_path / 'test_digits.npz')
+  np.savez(path, images=images)
+  out = str(tmp_path / 'scored')  # need not exist: only the manifest goes there
+  proc = run_launch([*TINY_DDPM, f'--workdir={out}', '--mode=eval',
+                     f'--config.eval.samples_file={path}',
+                     *_eval_flags(classifier_dir, str(tmp_path / 'cache'))], devices=2)
+  assert 'wrote' in proc.stdout
+  with open(os.path.join(out, 'eval', 'external_test_digits.json')) as f:
+    manifest = json.load(f)
+  ext = manifest['external']
+  assert ext['n'] == 297 and ext['shape'] == [297, 8, 8, 1] and ext['key'] == 'images'
+  assert ext['resize'] == 'none' and ext['values'].startswith('float')
+  import hashlib  # pylint: disable=g-import-not-at-top
+  with open(path, 'rb') as f:
+    assert ext['sha256'] == hashlib.sha256(f.read()).hexdigest()
+  assert manifest['params'] == 'external' and manifest['n_generated'] == 297
+  assert manifest['floor']['n'] == 297 and manifest['feature_extractor']['name'] == 'classifier'
+  for name in ('fid', 'kid', 'precision', 'recall', 'classes_covered', 'inception_score'):
+    assert manifest['metrics'][name] == pytest.approx(manifest['floor'][name], rel=1e-4,
+                                                      abs=1e-5), name
+  assert 'class_accuracy' not in manifest['metrics']  # the file has no labels
+  # The anchor's layout: (N, S, S) under 'samples'; a missing file: one line, exit 2.
+  proc = run_launch([*TINY_DDPM, f'--workdir={out}', '--mode=eval',
+                     f'--config.eval.samples_file={tmp_path}/none.npz',
+                     *_eval_flags(classifier_dir, str(tmp_path / 'cache'))], check=False)
+  assert_one_line_error(proc, f'{tmp_path}/none.npz', 'does not exist')
+  assert proc.returncode == 2
+
+
+def test_load_samples_layouts_and_bad_files(tmp_path):
+  # digits_anchor.py's layout: (N, 16, 16) in [-1, 1] under 'samples', resized to 8x8.
+  anchor = np.concatenate([np.full((3, 16, 16), 1.0), np.full((3, 16, 16), -1.0)])
+  np.savez(tmp_path / 'anchor.npz', samples=anchor.astype(np.float32))
+  images, ext = evaluation.load_samples(str(tmp_path / 'anchor.npz'), 8, 1, 4)
+  assert images.shape == (6, 8, 8, 1) and ext['key'] == 'samples'
+  assert ext['shape'] == [6, 16, 16] and 'bilinear' in ext['resize']
+  np.testing.assert_allclose(images[:3], 1.0, atol=1e-6)  # constant images stay constant
+  np.testing.assert_allclose(images[3:], -1.0, atol=1e-6)
+  # uint8 0..255 is detected and mapped: 0 -> -1, 255 -> 1, 51 -> -0.6.
+  pixels = np.array([0, 255, 51, 0], np.uint8)[:, None, None, None] * np.ones((1, 8, 8, 1),
+                                                                              np.uint8)
+  np.savez(tmp_path / 'u8.npz', images=pixels)
+  images, ext = evaluation.load_samples(str(tmp_path / 'u8.npz'), 8, 1, 4)
+  assert 'uint8' in ext['values'] and ext['resize'] == 'none'
+  np.testing.assert_allclose(images[:, 0, 0, 0], [-1.0, 1.0, -0.6, -1.0], atol=1e-6)
+  good = np.zeros((8, 8, 8), np.float32)
+  bad = {
+      'nokey.npz': ({'x': good}, ["'samples' or 'images'", "['x']"]),
+      'rank.npz': ({'images': np.zeros((8, 64), np.float32)}, ['shape (8, 64)']),
+      'nan.npz': ({'images': np.where(np.arange(8)[:, None, None] == 2, np.nan, good)},
+                  ['64 NaN']),
+      'range.npz': ({'images': good + 3.0}, ['[3, 3]', 'outside [-1, 1]', 'uint8']),
+      'few.npz': ({'images': good[:2]}, ['2 samples', 'at least 4']),
+      'rgb.npz': ({'images': np.zeros((8, 8, 8, 3), np.float32)}, ['3 channels', 'data 1']),
+  }
+  for name, (arrays, needles) in bad.items():
+    np.savez(tmp_path / name, **arrays)
+    with pytest.raises(evaluation.UserError) as e:
+      evaluation.load_samples(str(tmp_path / name), 8, 1, 4)
+    message = str(e.value)
+    assert '\n' not in message and str(tmp_path / name) in message
+    for needle in needles:
+      assert needle in message, (name, message)
+  (tmp_path / 'junk.npz').write_text('not a zip')
+  with pytest.raises(evaluation.UserError, match='not a readable .npz'):
+    evaluation.load_samples(str(tmp_path / 'junk.npz'), 8, 1, 4)
+
+
+# --- quality against wall clock (experiments/quality_curve.py) ----------------------------
+def test_training_minutes_from_log_windows():
+  from experiments import quality_curve  # pylint: disable=g-import-not-at-top
+  lines = [{'step': 1, 'train/steps_per_s': 0.5},  # 2 s (the first step, with compile)
+           {'step': 5, 'train/steps_per_s': 2.0},  # 4 steps in 2 s
+           {'step': 5, 'eval/fid': 3.0},  # not a log window
+           {'step': 3, 'train/steps_per_s': 0.25},  # resumed at 2: 1 step in 4 s
+           {'step': 7, 'train/steps_per_s': 1.0}]  # 4 steps in 4 s
+  minutes = quality_curve.training_minutes(lines, log_every=1, num_steps=7)
+  # Step 5 was redone after the resume: its first pass's time is spent, its place gone.
+  assert minutes == pytest.approx({1: 2 / 60, 3: 8 / 60, 7: 12 / 60})
+  assert quality_curve.minutes_at(6, minutes) == pytest.approx(11 / 60)  # 3 of 4 s past 3
+  assert quality_curve.minutes_at(2, minutes) == pytest.approx(5 / 60)  # halfway 1 -> 3
+  # log_every=10, resumed from checkpoint 15 with the log cut back to step 10: steps 11-15
+  # at the rate before (5 s), the first step after the resume 4 s, then the last window
+  # (16 -> 20 at num_steps=20, not a multiple of log_every: 4 steps at 1/s).
+  lines = [{'step': 1, 'train/steps_per_s': 0.5},  # 2 s
+           {'step': 10, 'train/steps_per_s': 1.0},  # 9 s
+           {'step': 16, 'train/steps_per_s': 0.25},  # 5 s + 4 s
+           {'step': 20, 'train/steps_per_s': 1.0}]  # 4 s
+  minutes = quality_curve.training_minutes(lines, log_every=10, num_steps=20)
+  assert minutes == pytest.approx({1: 2 / 60, 10: 11 / 60, 15: 16 / 60, 16: 20 / 60,
+                                  20: 24 / 60})
+  assert quality_curve.minutes_at(15, minutes) == pytest.approx(16 / 60)
+  assert quality_curve.parse_external('diffusers:8:/tmp/a:b.npz') == ('diffusers', 8.0,
+                                                                      '/tmp/a:b.npz')
+  with pytest.raises(evaluation.UserError, match='LABEL:MINUTES:FILE'):
+    quality_curve.parse_external('diffusers:eight:/tmp/a.npz')
+
+
+def test_quality_curve_of_a_tiny_run(ddpm_dir, classifier_dir, tmp_path):
+  """The module's tiny DDPM run (6 steps, its checkpoint 6 scored during training), with
+  the real test digits as an external point."""
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+  from gen_jax import data  # pylint: disable=g-import-not-at-top
+  from tests.conftest import REPO, launch_env  # pylint: disable=g-import-not-at-top
+  workdir, cache = ddpm_dir
+  digits = str(tmp_path / 'test_digits.npz')
+  np.savez(digits, samples=data.load_dataset(_digits_config().data, 'test').images[..., 0])
+  out = str(tmp_path / 'curve')
+  proc = subprocess.run(
+      [sys.executable, os.path.join(REPO, 'experiments', 'quality_curve.py'),
+       f'--workdir={workdir}', f'--classifier-workdir={classifier_dir}', f'--cache-dir={cache}',
+       '--num-samples=16', '--batch-size=16', f'--external=real:0.5:{digits}', f'--out={out}'],
+      cwd=REPO, env=launch_env(2), capture_output=True, text=True, timeout=300)
+  assert proc.returncode == 0, proc.stdout + proc.stderr
+  with open(os.path.join(out, 'quality_curve.json')) as f:
+    result = json.load(f)
+  real, *curve = result['points']
+  assert real['label'] == 'real' and real['minutes'] == 0.5 and real['external']['n'] == 297
+  for name in ('fid', 'precision', 'recall', 'classes_covered'):  # the floor's own digits
+    assert real['metrics'][name] == pytest.approx(result['floor'][name], rel=1e-4, abs=1e-5)
+  assert [p['step'] for p in curve] == [6]  # the run's only checkpoint
+  # Minutes: the log's windows (log_every=1: one step each) summed independently here.
+  lines = read_jsonl(os.path.join(workdir, 'metrics.jsonl'))
+  seconds = {m['step']: 1 / m['train/steps_per_s'] for m in lines if 'train/steps_per_s' in m}
+  assert sorted(seconds) == [1, 2, 3, 4, 5, 6]
+  assert curve[0]['minutes'] == pytest.approx(sum(seconds.values()) / 60, rel=1e-6)
+  # The same samples and scores as the training run's own evaluation of step 6.
+  in_training = [m for m in lines if m['step'] == 6 and 'eval/fid' in m][0]
+  for name in ('fid', 'precision', 'recall', 'classes_covered'):
+    assert curve[0]['metrics'][name] == pytest.approx(in_training[f'eval/{name}'], rel=1e-5)
+  table = open(os.path.join(out, 'quality_curve.md')).read()
+  assert table.count('\n') == 2 + 2 + 1 and '| real |  | 0.50 |' in table
+  assert os.path.getsize(os.path.join(out, 'quality_curve.png')) > 10_000

@@ -1,0 +1,258 @@
+"""Quality against wall clock: one run's checkpoints scored at the training time they took.
+
+    python experiments/quality_curve.py --workdir=runs/ddpm \\
+        [--classifier-workdir=runs/classifier_digits] [--num-samples=500] [--batch-size=100] \\
+        [--steps=400,800,1200] [--external=LABEL:MINUTES:FILE.npz ...] [--out=DIR]
+
+Every kept checkpoint of the run (or those of `--steps`) is sampled with the run's own
+sampler and EMA parameters (the keys of `--mode=eval`) and scored exactly as `--mode=eval`
+scores (experiments/evaluation.py: the same feature extractor, reference split, metrics and
+floor). Each checkpoint is placed at the training wall clock, in minutes, that its steps
+took: the sum over the log windows of metrics.jsonl up to that step of
+steps / train/steps_per_s. The first window after a start (or resume) includes the data
+loading and compilation, as a user waits for them; steps redone after a resume count again.
+Keep the checkpoints the curve needs: e.g. `--config.training.checkpoint_every=400
+--config.training.keep_checkpoints=100`.
+
+`--external=LABEL:MINUTES:FILE.npz` (repeatable) scores a sample file the same way
+(`eval.samples_file`'s loader: 'samples' or 'images', [-1, 1] or uint8, resized as the
+data) and puts it on the plot at MINUTES, e.g. the diffusers anchor of
+../shared/peers/digits_anchor.py trained for that many minutes.
+
+Writes OUT/quality_curve.json, OUT/quality_curve.md (a markdown table) and
+OUT/quality_curve.png (classifier FID, precision, recall and classes covered against
+training minutes); OUT defaults to WORKDIR/quality_curve. Prints the table.
+"""
+
+import argparse
+import json
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+# pylint: disable=g-import-not-at-top,wrong-import-position
+import experiments
+from gen_jax import runner
+from gen_jax.errors import UserError
+
+_PANELS = (('fid', 'classifier FID'), ('precision', 'precision'), ('recall', 'recall'),
+           ('classes_covered', 'classes covered'))
+
+
+def parse_args(argv=None):
+  p = argparse.ArgumentParser(description=__doc__,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+  p.add_argument('--workdir', required=True, help='a trained gen_jax run (any image family)')
+  p.add_argument('--classifier-workdir', default=None,
+                 help="the feature extractor's run (default: the run's eval.classifier_workdir)")
+  p.add_argument('--cache-dir', default=None, help='eval.cache_dir for the real features')
+  p.add_argument('--num-samples', type=int, default=500, help='samples per checkpoint')
+  p.add_argument('--batch-size', type=int, default=100, help='samples per generation call')
+  p.add_argument('--steps', default='', help='comma list of checkpoint steps (default: all kept)')
+  p.add_argument('--external', action='append', default=[],
+                 help='LABEL:MINUTES:FILE.npz, a sample file placed at MINUTES (repeatable)')
+  p.add_argument('--out', default=None, help='output folder (default WORKDIR/quality_curve)')
+  return p.parse_args(argv)
+
+
+def parse_external(spec: str) -> tuple[str, float, str]:
+  """'LABEL:MINUTES:FILE' -> (label, minutes, file)."""
+  label, _, rest = spec.partition(':')
+  minutes, _, path = rest.partition(':')
+  try:
+    value = float(minutes)
+  except ValueError:
+    value = float('nan')
+  if not label or not path or not value >= 0:
+    raise UserError(f'--external={spec!r}: give LABEL:MINUTES:FILE.npz, e.g. '
+                    f'diffusers:8:/tmp/anchor/m8.npz.')
+  return label, value, path
+
+
+def training_minutes(metric_lines: list[dict], log_every: int,
+                     num_steps: int) -> dict[int, float]:
+  """{step: training wall-clock minutes up to it} at every logged step of metrics.jsonl.
+
+  Each line with train/steps_per_s closes a log window that began at the previous logged
+  step and took (step - previous) / steps_per_s seconds. The trainer logs every
+  `log_every` steps, at `num_steps`, and one step after each start or resume (that line's
+  rate is of that one step, compilation included). A resume cuts metrics.jsonl back to the
+  restored step, so the steps from the last kept line to the restored one are counted at
+  the rate of the window before them; a log that was not cut back (the same steps logged
+  again) keeps the time of both passes, and the steps' place from the last.
+
+  Args:
+    metric_lines: metrics.jsonl's lines, in order.
+    log_every: the run's training.log_every.
+    num_steps: the run's training.num_steps.
+  Returns:
+    Cumulative minutes by logged step.
+  """
+  minutes, total, previous, last_rate = {}, 0.0, 0, None
+  for line in metric_lines:
+    rate = line.get('train/steps_per_s')
+    if not rate:
+      continue
+    step = int(line['step'])
+    if step <= previous:  # the same steps again: a resume whose old lines were kept
+      previous = step - 1
+      minutes = {s: m for s, m in minutes.items() if s <= previous}
+    elif step % log_every and step != num_steps and step - previous > 1 and last_rate:
+      # The first line after a resume at step - 1: the steps since the last line ran
+      # before the stop, at about the rate before it.
+      total += (step - 1 - previous) / last_rate
+      previous = step - 1
+      minutes[previous] = total / 60.0  # the restored checkpoint's step
+    total += (step - previous) / rate
+    previous, last_rate = step, rate
+    minutes[step] = total / 60.0
+  return minutes
+
+
+def minutes_at(step: int, minutes: dict[int, float]) -> float:
+  """Training minutes at `step`, interpolated linearly between logged steps."""
+  steps = sorted(minutes)
+  if not steps or step > steps[-1]:
+    raise UserError(f'metrics.jsonl has no train/steps_per_s up to step {step}; a curve '
+                    f'needs the run\'s own log.')
+  lower = max([s for s in steps if s <= step], default=0)
+  upper = min(s for s in steps if s >= step)
+  m_low = minutes.get(lower, 0.0)
+  if upper == lower:
+    return m_low
+  return m_low + (minutes[upper] - m_low) * (step - lower) / (upper - lower)
+
+
+def markdown_table(result: dict) -> str:
+  lines = ['| run | step | training minutes | FID | precision | recall | classes covered |',
+           '|---|---:|---:|---:|---:|---:|---:|']
+  for r in result['points']:
+    m = r['metrics']
+    step = '' if r['step'] is None else r['step']
+    lines.append(f"| {r['label']} | {step} | {r['minutes']:.2f} | {m['fid']:.3f} | "
+                 f"{m['precision']:.3f} | {m['recall']:.3f} | "
+                 f"{m.get('classes_covered', float('nan')):.0f} |")
+  f = result.get('floor')
+  if f:
+    lines.append(f"| real data (floor, n={int(f['n'])}) | | | {f['fid']:.3f} | "
+                 f"{f['precision']:.3f} | {f['recall']:.3f} | "
+                 f"{f.get('classes_covered', float('nan')):.0f} |")
+  return '\n'.join(lines) + '\n'
+
+
+def plot(result: dict, path: str) -> None:
+  import matplotlib
+  matplotlib.use('Agg')
+  import matplotlib.pyplot as plt
+  fig, axes = plt.subplots(2, 2, figsize=(9, 6.5), dpi=100)
+  labels = list(dict.fromkeys(p['label'] for p in result['points']))
+  for ax, (key, title) in zip(axes.flat, _PANELS):
+    for label in labels:
+      points = sorted((p['minutes'], p['metrics'].get(key, float('nan')))
+                      for p in result['points'] if p['label'] == label)
+      external = any(p['external'] is not None for p in result['points'] if p['label'] == label)
+      ax.plot([p[0] for p in points], [p[1] for p in points], label=label,
+              marker='s' if external else 'o', linestyle='none' if external else '-')
+    if result.get('floor') and key in result['floor']:
+      ax.axhline(result['floor'][key], color='gray', linestyle=':', label='real data (floor)')
+    ax.set_xlabel('training minutes (wall clock)')
+    ax.set_ylabel(title)
+  axes.flat[0].legend(fontsize=8)
+  fig.suptitle(f"{result['run']}: {result['num_samples']} samples per checkpoint")
+  fig.tight_layout()
+  fig.savefig(path)
+  plt.close(fig)
+
+
+def write(result: dict, out: str) -> str:
+  """Writes the JSON, the markdown table and the plot into `out`; returns the table."""
+  os.makedirs(out, exist_ok=True)
+  table = markdown_table(result)
+  for name, text in (('quality_curve.json', json.dumps(result, indent=2) + '\n'),
+                     ('quality_curve.md', table)):
+    with open(os.path.join(out, name + '.tmp'), 'w') as f:
+      f.write(text)
+    os.replace(os.path.join(out, name + '.tmp'), os.path.join(out, name))
+  plot(result, os.path.join(out, 'quality_curve.png'))
+  return table
+
+
+def main(argv=None) -> dict:
+  args = parse_args(argv)
+  workdir = os.path.abspath(args.workdir)
+  externals = [parse_external(spec) for spec in args.external]
+  config_path = os.path.join(workdir, 'config.json')
+  if not os.path.exists(config_path):
+    raise UserError(f'--workdir={args.workdir} is not a gen_jax run (no config.json).')
+  with open(config_path) as f:
+    family = json.load(f)['family']
+  config = experiments.read_run_config(args.workdir, family)
+  if args.num_samples < 1 or args.num_samples % args.batch_size:
+    raise UserError(f'--num-samples={args.num_samples} must be a positive multiple of '
+                    f'--batch-size={args.batch_size}.')
+  if args.classifier_workdir:
+    config.eval.classifier_workdir = os.path.abspath(args.classifier_workdir)
+  if args.cache_dir is not None:
+    config.eval.cache_dir = args.cache_dir
+  config.eval.batch_size = args.batch_size
+  runner.setup_devices(config)
+  import jax
+  from experiments import evaluation
+  from gen_jax import checkpoint
+  from gen_jax import metric_log
+  from gen_jax import parallel
+  from gen_jax import trainer
+  mesh = parallel.make_mesh()
+  parallel.check_divisible(args.batch_size, '--batch-size', mesh)
+  experiment = experiments.build(config, mesh)
+  evaluator = evaluation.Evaluator(experiment)
+  if not evaluator.images_supported():
+    raise UserError(f'--workdir={args.workdir}: the {family} family makes no images to score.')
+  ckpt = checkpoint.Checkpointer(workdir, async_save=False)
+  kept = ckpt.all_steps()
+  steps = sorted({int(s) for s in args.steps.split(',') if s.strip()}) if args.steps else kept
+  missing = sorted(set(steps) - set(kept))
+  if missing or not steps:
+    raise UserError(f'--workdir={args.workdir} has checkpoints {kept}, not {missing or steps}; '
+                    f'train with more kept (training.keep_checkpoints) or pick from those.')
+  minutes = training_minutes(metric_log.read_metrics(workdir), config.training.log_every,
+                             config.training.num_steps)
+  placed = {step: minutes_at(step, minutes) for step in steps}  # fails before any sampling
+  evaluator.prepare(floor=config.eval.floor)
+  result = {'run': os.path.basename(workdir), 'workdir': workdir, 'family': family,
+            'num_samples': args.num_samples, 'seed': config.eval.seed,
+            'sampler': getattr(experiment, 'sampler_settings', dict)(),
+            'params': 'ema' if config.eval.use_ema else 'raw',
+            'feature_extractor': evaluator.extractor().describe(),
+            'reference': {'split': config.eval.split, 'n': len(evaluator.reference()[0])},
+            'floor': evaluator.floor() if config.eval.floor else None, 'points': []}
+  out = os.path.abspath(args.out or os.path.join(workdir, 'quality_curve'))
+  for label, at, path in externals:  # first: a bad file fails before any sampling
+    images, external = evaluation.load_samples(
+        path, config.data.image_size, getattr(experiment, 'image_shape', (None,))[-1],
+        max(config.eval.pr_neighbours + 1, config.eval.is_splits, 2))
+    result['points'].append({'label': label, 'step': None, 'minutes': at, 'external': external,
+                             'metrics': evaluator.score(images)})
+    print(f'{label} at {at:g} min: FID {result["points"][-1]["metrics"]["fid"]:.3f}', flush=True)
+  abstract = trainer.abstract_state(experiment, jax.random.PRNGKey(config.seed))
+  for step in steps:
+    state = ckpt.restore(abstract, step)
+    images, labels = evaluator.generate(state, args.num_samples)
+    metrics = evaluator.score(images, labels)
+    result['points'].append({'label': result['run'], 'step': step, 'minutes': placed[step],
+                             'external': None, 'metrics': metrics})
+    print(f'step {step} ({placed[step]:.2f} min): FID {metrics["fid"]:.3f}, precision '
+          f'{metrics["precision"]:.3f}, recall {metrics["recall"]:.3f}', flush=True)
+    table = write(result, out)  # after every point: an interrupted run keeps what it measured
+  table = write(result, out)
+  print(table + f'wrote {out}/quality_curve.{{json,md,png}}', flush=True)
+  return result
+
+
+if __name__ == '__main__':
+  try:
+    main()
+  except UserError as e:
+    print(f'error: {e}', file=sys.stderr)
+    sys.exit(2)
