@@ -191,7 +191,6 @@ def main(argv=None) -> dict:
   config.eval.batch_size = args.batch_size
   rows = settings(args)
   runner.setup_devices(config)
-  import experiments
   from experiments import evaluation
   from gen_jax import parallel
   from gen_jax import trainer
