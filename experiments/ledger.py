@@ -132,6 +132,17 @@ def ledger_markdown(runs_dir: str) -> str:
   return '\n'.join(lines) + '\n'
 
 
+def write_report(out: str, stem: str, result: dict, table: str, plot) -> None:
+  """Writes OUT/STEM.json (`result`), OUT/STEM.md (`table`) and OUT/STEM.png (`plot(result,
+  path)`), each replaced whole so a reader never sees a half-written file."""
+  os.makedirs(out, exist_ok=True)
+  for name, text in ((stem + '.json', json.dumps(result, indent=2) + '\n'), (stem + '.md', table)):
+    with open(os.path.join(out, name + '.tmp'), 'w') as f:
+      f.write(text)
+    os.replace(os.path.join(out, name + '.tmp'), os.path.join(out, name))
+  plot(result, os.path.join(out, stem + '.png'))
+
+
 def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)

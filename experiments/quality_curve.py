@@ -33,6 +33,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 # pylint: disable=g-import-not-at-top,wrong-import-position
 import experiments
+from experiments import ledger
 from gen_jax import runner
 from gen_jax.errors import UserError
 
@@ -167,14 +168,8 @@ def plot(result: dict, path: str) -> None:
 
 def write(result: dict, out: str) -> str:
   """Writes the JSON, the markdown table and the plot into `out`; returns the table."""
-  os.makedirs(out, exist_ok=True)
   table = markdown_table(result)
-  for name, text in (('quality_curve.json', json.dumps(result, indent=2) + '\n'),
-                     ('quality_curve.md', table)):
-    with open(os.path.join(out, name + '.tmp'), 'w') as f:
-      f.write(text)
-    os.replace(os.path.join(out, name + '.tmp'), os.path.join(out, name))
-  plot(result, os.path.join(out, 'quality_curve.png'))
+  ledger.write_report(out, 'quality_curve', result, table, plot)
   return table
 
 

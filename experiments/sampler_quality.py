@@ -19,7 +19,6 @@ WORKDIR/sampler_quality. Prints the table.
 """
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -30,6 +29,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import ml_collections
 
 import experiments
+from experiments import ledger
 from gen_jax import runner
 from gen_jax.errors import UserError
 
@@ -232,14 +232,8 @@ def main(argv=None) -> dict:
 
 def write(result: dict, out: str) -> str:
   """Writes the JSON, the markdown table and the plot into `out`; returns the table."""
-  os.makedirs(out, exist_ok=True)
   table = markdown_table(result)
-  for name, text in (('sampler_quality.json', json.dumps(result, indent=2) + '\n'),
-                     ('sampler_quality.md', table)):
-    with open(os.path.join(out, name + '.tmp'), 'w') as f:
-      f.write(text)
-    os.replace(os.path.join(out, name + '.tmp'), os.path.join(out, name))
-  plot(result, os.path.join(out, 'sampler_quality.png'))
+  ledger.write_report(out, 'sampler_quality', result, table, plot)
   return table
 
 
