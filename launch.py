@@ -13,8 +13,8 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
+from experiments import programs
 from gen_jax import host_memory
-from gen_jax import runner
 from gen_jax.errors import UserError, config_file_error, config_path_from_argv
 
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Config file (configs/*.py).',
@@ -88,10 +88,10 @@ def main(argv):
       raise UserError('--backend and --dry_run go with --sweep=FILE.')
     if config.parallel.cpu_tcmalloc and host_memory.use_tcmalloc() == 'missing':
       print(host_memory.INSTALL_HINT, file=sys.stderr)
-    result = runner.run(config, _WORKDIR.value, _MODE.value, config_file=config_file,
-                        coordinator_address=_COORDINATOR.value,
-                        num_processes=_NUM_PROCESSES.value, process_id=_PROCESS_ID.value,
-                        lost_peer_exit_code=_PREEMPTED_EXIT_CODE.value)
+    result = programs.run(config, _WORKDIR.value, _MODE.value, config_file=config_file,
+                          coordinator_address=_COORDINATOR.value,
+                          num_processes=_NUM_PROCESSES.value, process_id=_PROCESS_ID.value,
+                          lost_peer_exit_code=_PREEMPTED_EXIT_CODE.value)
     if result == 'preempted':
       # Saved and closed. A sample grid or evaluation given up for the stop request may
       # still compute in XLA's threads: a single process does not wait for it at exit.

@@ -2,14 +2,11 @@
 `load_run(workdir)` a trained run's experiment and latest state (VAEs for latent
 diffusion, classifiers for evaluation)."""
 
-import hashlib
 import importlib
 import json
 import os
 
-import jax
 import ml_collections
-import numpy as np
 
 from gen_jax.errors import UserError
 
@@ -72,11 +69,3 @@ def load_run(workdir: str, mesh, family: str, field: str, train_hint: str):
   experiment = build(config, mesh)
   state = trainer.restore_latest(experiment, os.path.abspath(workdir))
   return config, experiment, state
-
-
-def fingerprint(tree, *extra: str) -> str:
-  """sha256 of a pytree's leaves (and any strings), 16 hex digits: names cached results."""
-  digest = hashlib.sha256(''.join(extra).encode())
-  for leaf in jax.tree.leaves(jax.device_get(tree)):
-    digest.update(np.ascontiguousarray(leaf).tobytes())
-  return digest.hexdigest()[:16]

@@ -34,6 +34,7 @@ import time
 import jax
 import numpy as np
 
+import experiments
 from gen_jax import data
 from gen_jax import metric_log
 from gen_jax import parallel
@@ -46,6 +47,44 @@ from gen_jax.evaluation import reference_sets
 from gen_jax.evaluation.reference_sets import FeatureSet
 
 _EVAL_STREAM = 0xE7A1  # folded into eval.seed: evaluation keys never meet training keys
+
+
+CLASSIFIER_TRAIN_HINT = ('python launch.py --config=configs/classifier_digits.py '
+                         '--workdir=runs/classifier_digits (or classifier_mnist.py)')
+
+
+def classifier_extractor(workdir: str, mesh, data_config,
+                         chunk: int = 500) -> feature_extractors.ClassifierExtractor:
+  """The feature extractor of the classifier run in `workdir` (`eval.classifier_workdir`).
+
+  Raises:
+    UserError: no classifier run there, no checkpoint, or one trained on another dataset
+      or image size than `data_config`'s.
+  """
+  config, classifier, state = experiments.load_run(
+      workdir, mesh, 'classifier', 'eval.classifier_workdir', CLASSIFIER_TRAIN_HINT)
+  if config.data.dataset != data_config.dataset:
+    raise UserError(f'eval.classifier_workdir={workdir!r} classifies '
+                    f'{config.data.dataset!r}, but this run is on {data_config.dataset!r}; '
+                    f'train a classifier on it ({CLASSIFIER_TRAIN_HINT}).')
+  if config.data.image_size != data_config.image_size:
+    raise UserError(f'eval.classifier_workdir={workdir!r} takes {config.data.image_size}px '
+                    f'images, this run makes {data_config.image_size}px ones; train the '
+                    f'classifier with --config.data.image_size={data_config.image_size}.')
+  return feature_extractors.ClassifierExtractor(
+      classifier.features_and_probs, state.ema_params, classifier.num_classes, workdir,
+      int(jax.device_get(state.step)), mesh, chunk)
+
+
+def build_extractor(eval_config, data_config, mesh) -> feature_extractors.FeatureExtractor:
+  """The extractor that `eval.feature_extractor` names."""
+  kind = eval_config.feature_extractor
+  if kind == 'classifier':
+    return classifier_extractor(eval_config.classifier_workdir, mesh, data_config)
+  if kind == 'inception':
+    return feature_extractors.InceptionExtractor(eval_config.inception_weights, mesh)
+  raise UserError(f'eval.feature_extractor must be one of {feature_extractors.EXTRACTORS}, '
+                  f'not {kind!r}.')
 
 
 def validate(config, mesh, num_samples: int) -> None:
@@ -192,8 +231,7 @@ class Evaluator:
 
   def extractor(self):
     if self._extractor is None:
-      self._extractor = feature_extractors.build_extractor(self.config.eval, self.config.data,
-                                                           self.experiment.mesh)
+      self._extractor = build_extractor(self.config.eval, self.config.data, self.experiment.mesh)
     return self._extractor
 
   def reference(self) -> tuple[FeatureSet, str]:

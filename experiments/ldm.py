@@ -18,6 +18,7 @@ import numpy as np
 
 import experiments
 from experiments import diffusion
+from gen_jax import checkpoint
 from gen_jax import data
 from gen_jax.errors import UserError
 from gen_jax.train_state import TrainState
@@ -44,7 +45,7 @@ class Autoencoder:
 
   def fingerprint(self) -> str:
     """sha256 of the parameters and latent shape (16 hex digits)."""
-    return experiments.fingerprint(self.params, repr(self.latent_shape))
+    return checkpoint.fingerprint(self.params, repr(self.latent_shape))
 
   def encode(self, images: np.ndarray) -> np.ndarray:
     """(N, H, W, C) images in [-1, 1] -> (N, h, w, c) posterior means."""

@@ -1,8 +1,15 @@
-"""What `launch.py` runs: device/process setup, then the family's train or sample mode."""
+"""What every run shares around its program: checks of the workdir and the shared config
+blocks, device and process setup, stop requests (SIGTERM / Ctrl-C) and the dead-peer
+watchdog.
+
+The program itself (train, sample or eval of a family) is an argument: the library knows no
+family; `experiments.programs` passes it (launch.py -> experiments -> gen_jax).
+"""
 
 import math
 import os
 import tempfile
+from typing import Any, Callable
 
 import jax
 
@@ -99,15 +106,15 @@ def check_workdir(workdir: str, mode: str) -> None:
                     f'to, or change its permissions.') from None
 
 
-def run(config, workdir: str, mode: str = 'train', config_file: str = '',
+def run(config, workdir: str, mode: str, program: Callable[[Any, str, str], str],
         **distributed) -> str:
-  """Runs `mode` ('train', 'sample' or 'eval') of `config` in `workdir`.
+  """Runs `program(config, absolute workdir, mode)` once devices and processes are set up.
 
   Args:
     config: the run's config.
     workdir: the run's directory.
-    mode: what to do.
-    config_file: the config's path (recorded in evaluation manifests).
+    mode: 'train', 'sample' or 'eval' (train runs under the stop-request handlers).
+    program: what the mode does (experiments.programs.run_mode with the family registry).
     **distributed: coordinator_address, num_processes, process_id, and
       lost_peer_exit_code (the exit code when a peer process dies; 0: 75).
   Returns:
@@ -119,18 +126,18 @@ def run(config, workdir: str, mode: str = 'train', config_file: str = '',
   scores_file = mode == 'eval' and config.eval.get('samples_file', '')
   check_workdir(workdir, 'train' if scores_file else mode)
   if mode != 'train':
-    return _run(config, workdir, mode, config_file, **distributed)
+    return _run(config, workdir, mode, program, **distributed)
   # SIGTERM / Ctrl-C from here on stop the run with a checkpoint (gen_jax.preemption),
   # also while it starts (data, compilation) and before its first step.
   with preemption.Signals():
     try:
-      return _run(config, workdir, mode, config_file, **distributed)
+      return _run(config, workdir, mode, program, **distributed)
     except preemption.Interrupted as e:
       print(f'{e} before the first step: nothing new to save; exiting.', flush=True)
       return 'preempted'
 
 
-def _run(config, workdir: str, mode: str, config_file: str, lost_peer_exit_code: int = 0,
+def _run(config, workdir: str, mode: str, program, lost_peer_exit_code: int = 0,
          **distributed) -> str:
   """`run` (train mode under the stop-request handlers)."""
   from gen_jax import peers  # pylint: disable=g-import-not-at-top
@@ -144,7 +151,7 @@ def _run(config, workdir: str, mode: str, config_file: str, lost_peer_exit_code:
         config.parallel.peer_timeout_s, lost_peer_exit_code,
         lambda: peers.last_checkpoint_note(os.path.abspath(workdir)))
   try:
-    result = _run_mode(config, workdir, mode, config_file)
+    result = program(config, os.path.abspath(workdir), mode)
   except UserError:
     if watchdog is not None:  # peers that did not raise it notice this one's end
       watchdog.stop(done=False)
@@ -156,38 +163,3 @@ def _run(config, workdir: str, mode: str, config_file: str, lost_peer_exit_code:
   if watchdog is not None:
     watchdog.stop(done=True)
   return result
-
-
-def _run_mode(config, workdir: str, mode: str, config_file: str) -> str:
-  import experiments  # pylint: disable=g-import-not-at-top
-  from gen_jax import trainer  # pylint: disable=g-import-not-at-top
-  from gen_jax import vmap_trials  # pylint: disable=g-import-not-at-top
-  workdir = os.path.abspath(workdir)
-  mesh = parallel.make_mesh()
-  # Every family splits the global batch over all devices: checked once, before any compile.
-  parallel.check_divisible(config.training.batch_size, 'training.batch_size', mesh)
-  experiment = experiments.build(config, mesh)
-  if vmap_trials.requested(config):  # sweep.vmap: N trials of the family in one program
-    experiment = vmap_trials.VmappedTrials(experiment, mode)
-  if mode == 'train':
-    evaluate = None
-    if config.training.eval_every and config.eval.num_samples_train:
-      from experiments import evaluation  # pylint: disable=g-import-not-at-top
-      evaluation.validate(config, mesh, config.eval.num_samples_train)
-      evaluator = evaluation.Evaluator(experiment, config_file)
-      evaluator.extractor()  # a missing classifier or weights file fails now, not later
-      evaluate = lambda state, step: evaluator.metrics(state, config.eval.num_samples_train)
-    return trainer.train(experiment, workdir, evaluate)
-  if mode == 'sample':
-    state = trainer.restore_latest(experiment, workdir)
-    step = int(state.step)
-    return experiment.write_samples(state, step, workdir, prefix='sample')
-  if mode == 'eval':
-    from experiments import evaluation  # pylint: disable=g-import-not-at-top
-    evaluation.validate(config, mesh, config.eval.num_samples)
-    if config.eval.get('samples_file', ''):
-      return evaluation.Evaluator(experiment, config_file).score_file(
-          config.eval.samples_file, workdir)
-    state = trainer.restore_latest(experiment, workdir)
-    return evaluation.Evaluator(experiment, config_file).run(state, workdir)
-  raise UserError(f'unknown mode {mode!r}.')

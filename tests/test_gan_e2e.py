@@ -90,7 +90,7 @@ def test_tfds_mock_mnist_smoke(tmp_path):
   """DCGAN on a tfds dataset through tensorflow-datasets' mock data (no network)."""
   tfds = pytest.importorskip('tensorflow_datasets')
   from configs import dcgan  # pylint: disable=g-import-not-at-top
-  from gen_jax import runner  # pylint: disable=g-import-not-at-top
+  from experiments import programs  # pylint: disable=g-import-not-at-top
   config = dcgan.get_config()
   config.data.dataset = 'mnist'
   config.data.image_size = 8
@@ -103,7 +103,7 @@ def test_tfds_mock_mnist_smoke(tmp_path):
   config.gan.interp_rows, config.gan.interp_steps = 2, 3
   workdir = str(tmp_path / 'mnist')
   with tfds.testing.mock_data(num_examples=32):
-    assert runner.run(config, workdir) == 'done'
+    assert programs.run(config, workdir) == 'done'
   metrics = read_jsonl(os.path.join(workdir, 'metrics.jsonl'))
   assert [m['step'] for m in metrics] == [1, 2]
   samples = np.load(_samples(workdir, 'train_step0000002.npz'))

@@ -80,7 +80,7 @@ def test_tfds_mock_mnist_smoke(tmp_path):
   """A tfds dataset through tensorflow-datasets, with tfds.testing.mock_data (no network)."""
   tfds = pytest.importorskip('tensorflow_datasets')
   from configs import ddpm
-  from gen_jax import runner
+  from experiments import programs
   config = ddpm.get_config()
   config.data.dataset = 'mnist'
   config.data.image_size = 8
@@ -96,7 +96,7 @@ def test_tfds_mock_mnist_smoke(tmp_path):
   config.sampling.num_samples = 8
   workdir = str(tmp_path / 'mnist')
   with tfds.testing.mock_data(num_examples=32):
-    assert runner.run(config, workdir) == 'done'
+    assert programs.run(config, workdir) == 'done'
   metrics = read_jsonl(os.path.join(workdir, 'metrics.jsonl'))
   assert [m['step'] for m in metrics] == [1, 2]
   samples = np.load(os.path.join(workdir, 'samples', 'train_step0000002_ddpm10.npz'))

@@ -254,7 +254,7 @@ def test_tfds_mock_mnist_smoke(tmp_path):
   """configs/vae_mnist.py through tensorflow-datasets, with tfds.testing.mock_data."""
   tfds = pytest.importorskip('tensorflow_datasets')
   from configs import vae_mnist
-  from gen_jax import runner
+  from experiments import programs
   config = vae_mnist.get_config()
   config.data.image_size = 8
   config.model.features, config.model.hidden = (8,), 16
@@ -269,7 +269,7 @@ def test_tfds_mock_mnist_smoke(tmp_path):
   config.sampling.num_recon = 8
   workdir = str(tmp_path / 'mnist')
   with tfds.testing.mock_data(num_examples=32):
-    assert runner.run(config, workdir) == 'done'
+    assert programs.run(config, workdir) == 'done'
   metrics = read_jsonl(os.path.join(workdir, 'metrics.jsonl'))
   assert [m['step'] for m in metrics if 'train/loss' in m] == [1, 2]
   assert metrics[-1]['eval/iwae_nll'] > 0  # Bernoulli: a probability, so -log p > 0

@@ -21,12 +21,11 @@ from typing import Protocol
 import jax
 import numpy as np
 
+from gen_jax import checkpoint
 from gen_jax import parallel
 from gen_jax.errors import UserError
 
 EXTRACTORS = ('classifier', 'inception')
-CLASSIFIER_TRAIN_HINT = ('python launch.py --config=configs/classifier_digits.py '
-                         '--workdir=runs/classifier_digits (or classifier_mnist.py)')
 
 
 class FeatureExtractor(Protocol):
@@ -59,26 +58,28 @@ class _Batched:
 
 
 class ClassifierExtractor:
-  """A gen_jax classifier run's penultimate features and softmax (EMA parameters)."""
+  """A trained classifier's penultimate features and softmax (its EMA parameters).
+
+  Args:
+    features_and_probs: (params, images (b, H, W, C) in [-1, 1]) -> features (b, F),
+      probabilities (b, K), per device (the classifier family's, see
+      experiments/evaluation.py, which loads the run).
+    params: the parameters it takes.
+    num_classes: K.
+    workdir: the classifier run's directory (recorded in manifests).
+    step: its checkpoint's step.
+    mesh: the device mesh.
+    chunk: images per compiled call.
+  """
   name = 'classifier'
 
-  def __init__(self, workdir: str, mesh, data_config, chunk: int = 500):
-    import experiments  # pylint: disable=g-import-not-at-top
+  def __init__(self, features_and_probs, params, num_classes: int, workdir: str, step: int,
+               mesh, chunk: int = 500):
     self.workdir = os.path.abspath(workdir) if workdir else ''
-    config, classifier, state = experiments.load_run(
-        workdir, mesh, 'classifier', 'eval.classifier_workdir', CLASSIFIER_TRAIN_HINT)
-    if config.data.dataset != data_config.dataset:
-      raise UserError(f'eval.classifier_workdir={workdir!r} classifies '
-                      f'{config.data.dataset!r}, but this run is on {data_config.dataset!r}; '
-                      f'train a classifier on it ({CLASSIFIER_TRAIN_HINT}).')
-    if config.data.image_size != data_config.image_size:
-      raise UserError(f'eval.classifier_workdir={workdir!r} takes {config.data.image_size}px '
-                      f'images, this run makes {data_config.image_size}px ones; train the '
-                      f'classifier with --config.data.image_size={data_config.image_size}.')
-    self.num_classes = classifier.num_classes
-    self.step = int(jax.device_get(state.step))
-    self.fingerprint = experiments.fingerprint(state.ema_params, 'classifier')
-    self._run = _Batched(mesh, classifier.features_and_probs, state.ema_params, chunk)
+    self.num_classes = num_classes
+    self.step = step
+    self.fingerprint = checkpoint.fingerprint(params, 'classifier')
+    self._run = _Batched(mesh, features_and_probs, params, chunk)
 
   def describe(self) -> dict:
     return {'name': self.name, 'fingerprint': self.fingerprint, 'source': self.workdir,
@@ -96,14 +97,13 @@ class InceptionExtractor:
   def __init__(self, weights_path: str, mesh, chunk: int = 64):
     from gen_jax.evaluation import inception_weights  # pylint: disable=g-import-not-at-top
     from gen_jax.models import inception  # pylint: disable=g-import-not-at-top
-    import experiments  # pylint: disable=g-import-not-at-top
     if not weights_path:
       raise UserError(f"eval.feature_extractor='inception' needs eval.inception_weights: the "
                       f"path of pytorch-fid's weights file, from "
                       f"{inception_weights.FID_WEIGHTS_URL}.")
     self.weights_path = os.path.abspath(os.path.expanduser(weights_path))
     variables = inception_weights.load_inception_params(self.weights_path)  # one-line errors
-    self.fingerprint = experiments.fingerprint(variables, 'inception')
+    self.fingerprint = checkpoint.fingerprint(variables, 'inception')
 
     def per_device(params, images):  # images: (b, H, W, C) in [-1, 1]
       pool, _ = inception.InceptionV3().apply(params, inception.preprocess(images))
@@ -119,13 +119,3 @@ class InceptionExtractor:
 
   def __call__(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return self._run(images)
-
-
-def build_extractor(eval_config, data_config, mesh) -> FeatureExtractor:
-  """The extractor that `eval.feature_extractor` names."""
-  kind = eval_config.feature_extractor
-  if kind == 'classifier':
-    return ClassifierExtractor(eval_config.classifier_workdir, mesh, data_config)
-  if kind == 'inception':
-    return InceptionExtractor(eval_config.inception_weights, mesh)
-  raise UserError(f'eval.feature_extractor must be one of {EXTRACTORS}, not {kind!r}.')
