@@ -15,6 +15,7 @@ from ml_collections import config_flags
 
 from experiments import programs
 from gen_jax import host_memory
+from gen_jax import run_config
 from gen_jax.errors import UserError, config_file_error, config_path_from_argv
 
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Config file (configs/*.py).',
@@ -57,6 +58,7 @@ def parse_flags(argv):
     message = ' '.join(str(e).replace('\\n', ' ').replace("\\'", "'").split()).strip('\'"')
     if isinstance(e, (AttributeError, KeyError)):
       message = 'unknown config field ' + message.replace("'", '')
+      message += run_config.renamed_in(' '.join(str(a) for a in argv))
     print(f'error: bad flag or config override: {message} '
           f'(see the config file, or --helpfull)', file=sys.stderr)
     sys.exit(2)

@@ -90,8 +90,11 @@ def get_base_config() -> ml_collections.ConfigDict:
   config.eval = ml_collections.ConfigDict()
   config.eval.num_samples = 1024  # samples --mode=eval generates and scores.
   config.eval.num_samples_train = 0  # samples scored every training.eval_every steps (0: none).
-  config.eval.batch_size = 256  # samples per generation call (divides eval.num_samples).
-  config.eval.seed = 0  # key of the evaluation's samples (and KID subsets).
+  # Samples per generation call (divides eval.num_samples), and held-out examples per call
+  # of a family's own metrics (the diffusion bound, the VAE's ELBO and IWAE).
+  config.eval.batch_size = 256
+  config.eval.held_out_examples = 0  # held-out examples those metrics use (0: data.eval_split).
+  config.eval.seed = 0  # key of the evaluation's samples, KID subsets and held-out bounds.
   config.eval.use_ema = True  # sample with the EMA parameters (False: the raw ones).
   config.eval.split = 'train'  # real split the samples are compared with (the reference).
   config.eval.reference_examples = 0  # real examples of eval.split used (0: all of them).

@@ -31,10 +31,10 @@ def get_config():
   config.gan.loss = 'hinge'
   config.gan.spectral_norm = True  # BigGAN's D is spectrally normalised by construction.
   config.gan.d_steps = 2
-  config.gan.g_lr = 1e-4
-  config.gan.d_lr = 4e-4
-  config.gan.ema_decay = 0.999
-  config.gan.ema_start = 200
+  config.optim.g_lr = 1e-4
+  config.optim.d_lr = 4e-4
+  config.optim.ema_decay = 0.999
+  config.optim.ema_start = 200
   config.gan.ortho_reg = 1e-4
   config.gan.sample_bn_stats = 'standing'
   config.optim.b1 = 0.0

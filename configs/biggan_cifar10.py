@@ -32,10 +32,10 @@ def get_config():
   config.gan.loss = 'hinge'
   config.gan.spectral_norm = True
   config.gan.d_steps = 4
-  config.gan.g_lr = 2e-4
-  config.gan.d_lr = 2e-4
-  config.gan.ema_decay = 0.9999
-  config.gan.ema_start = 1000
+  config.optim.g_lr = 2e-4
+  config.optim.d_lr = 2e-4
+  config.optim.ema_decay = 0.9999
+  config.optim.ema_start = 1000
   config.gan.ortho_reg = 0.0  # --G_ortho 0.0
   config.gan.sample_bn_stats = 'standing'
   config.optim.b1 = 0.0

@@ -14,11 +14,14 @@ def get_gan_config() -> ml_collections.ConfigDict:
   """The base blocks plus the GAN family's model and game blocks."""
   config = base.get_base_config()
   config.family = 'gan'
-  del config.optim.ema_decay  # the generator's EMA is gan.ema_decay.
-  config.optim.lr = 2e-4  # unused: each player has its own rate (gan.g_lr, gan.d_lr).
+  del config.optim.lr  # each player has its own rate: optim.g_lr, optim.d_lr.
+  config.optim.g_lr = 2e-4  # generator learning rate (TTUR: may differ from d_lr).
+  config.optim.d_lr = 2e-4  # discriminator learning rate.
   config.optim.b1 = 0.5  # Adam beta1 of both players (0.5 as in the DCGAN paper).
   config.optim.warmup_steps = 0  # linear warmup of both players' rates.
   config.optim.grad_clip = 0.0  # global-norm clipping of each player's gradient (0: off).
+  config.optim.ema_decay = 0.999  # EMA of G's weights, used for samples (0: the live G).
+  config.optim.ema_start = 0  # G's EMA copies the live G until this step (BigGAN: 1000-20000).
 
   config.model = ml_collections.ConfigDict()
   # 'dcgan' (convolutional, images), 'biggan' (ResNet, configs/biggan*.py) or 'mlp' (ring8).
@@ -43,13 +46,9 @@ def get_gan_config() -> ml_collections.ConfigDict:
   config.gan = ml_collections.ConfigDict()
   config.gan.loss = 'non_saturating'  # 'non_saturating', 'minimax' (saturating) or 'hinge'.
   config.gan.d_steps = 1  # discriminator updates (fresh z each) before each G update.
-  config.gan.g_lr = 2e-4  # generator learning rate (TTUR: may differ from d_lr).
-  config.gan.d_lr = 2e-4  # discriminator learning rate.
   config.gan.conditional = False  # class-conditional G (embedding) and D (projection).
   config.gan.spectral_norm = False  # spectral normalisation of every D layer.
   config.gan.r1_gamma = 0.0  # R1 penalty (gamma/2) E||grad_x D(x)||^2 on real data (0: off).
-  config.gan.ema_decay = 0.999  # EMA of G's weights, used for samples (0: the live G).
-  config.gan.ema_start = 0  # G's EMA copies the live G until this step (BigGAN: 1000-20000).
   config.gan.ortho_reg = 0.0  # beta of BigGAN's ||W^T W * (1 - I)||_F^2 on G's weights (0: off).
   config.gan.truncation = 0.0  # sampling: resample |z_i| above this threshold (0: off).
   # G's BatchNorm statistics for samples: 'running' (averages kept in training) or

@@ -13,9 +13,9 @@ def get_config():
   config.model.d_ch = 128  # 32x32x3 -> 16x16x128 -> 8x8x256 -> 4x4x512
   config.model.init = 'dcgan'
   config.optim.b1 = 0.5
-  config.gan.g_lr = 2e-4
-  config.gan.d_lr = 2e-4
-  config.gan.ema_decay = 0.0  # the paper samples from the live generator.
+  config.optim.g_lr = 2e-4
+  config.optim.d_lr = 2e-4
+  config.optim.ema_decay = 0.0  # the paper samples from the live generator.
   config.training.batch_size = 128
   config.training.num_steps = 100_000
   config.training.log_every = 100

@@ -64,7 +64,6 @@ def get_diffusion_config() -> ml_collections.ConfigDict:
 
   # The variational bound (bits/dim) on data.eval_split, part of every evaluation.
   config.eval.vlb_strata = 100  # stratified timesteps per image (0: all T, exact).
-  config.eval.vlb_examples = 0  # held-out images used (0: the whole split).
   return config
 
 

@@ -60,7 +60,7 @@ def get_config():
   config.eval.reference_examples = 50_000  # Inception statistics of 50k training images
   config.eval.feature_extractor = 'inception'
   config.eval.vlb_strata = 0  # the bound over all 4000 timesteps
-  config.eval.vlb_examples = 10_000
+  config.eval.held_out_examples = 10_000
   config.eval.paper.source = ('Nichol & Dhariwal 2021, Improved Denoising Diffusion '
                               'Probabilistic Models, Table 2 (ImageNet 64x64, L_vlb)')
   config.eval.paper.results = (('vlb_bits_per_dim', 3.53, ''),)

@@ -15,12 +15,12 @@ def get_config():
   config.model.hidden = 128
   config.model.layers = 3
   config.model.init = 'lecun'
-  config.gan.g_lr = 1e-3
-  config.gan.d_lr = 1e-3
+  config.optim.g_lr = 1e-3
+  config.optim.d_lr = 1e-3
   # R1 lets D resolve the 0.02-std modes and keeps the run off partial collapse: without
   # it (--config.gan.r1_gamma=0) the same run settles on about 4 of the 8 modes.
   config.gan.r1_gamma = 0.1
-  config.gan.ema_decay = 0.999
+  config.optim.ema_decay = 0.999
   config.training.batch_size = 256
   config.training.num_steps = 10000
   config.training.log_every = 1000

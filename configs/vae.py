@@ -26,8 +26,6 @@ def get_vae_config() -> ml_collections.ConfigDict:
   config.vae.obs_variance = 0.01  # eta: fixed variance of the Gaussian, on the [0, 1] scale.
   config.vae.beta = 1.0  # weight of the KL term (beta-VAE); eval/elbo always uses 1.
   config.vae.iwae_samples = 100  # K importance samples per held-out example for eval/iwae_nll.
-  config.vae.eval_batch_size = 512  # held-out examples per evaluation call (over all devices).
-  config.vae.eval_examples = 0  # held-out examples evaluated (0: the whole data.eval_split).
 
   config.sampling.num_samples = 64  # prior samples per grid / .npz.
   config.sampling.num_recon = 32  # held-out images shown above their reconstructions.

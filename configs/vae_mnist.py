@@ -18,7 +18,6 @@ def get_config() -> ml_collections.ConfigDict:
   config.vae.latent_shape = (32,)
   config.vae.likelihood = 'bernoulli'
   config.vae.iwae_samples = 100
-  config.vae.eval_batch_size = 1000
   config.training.batch_size = 128
   config.training.num_steps = 20000
   config.training.log_every = 100

@@ -8,6 +8,8 @@ import os
 
 import ml_collections
 
+from gen_jax import family
+from gen_jax import run_config
 from gen_jax.errors import UserError
 
 # config.family -> 'module:ExperimentClass' (imported on demand).
@@ -21,12 +23,22 @@ FAMILIES = {
 
 
 def build(config, mesh):
-  """The Experiment of `config.family`, on `mesh`."""
+  """The Experiment of `config.family`, on `mesh`.
+
+  Raises:
+    UserError: an unknown family, or a family class lacking a required hook (one line,
+      before anything is loaded).
+  """
   if config.family not in FAMILIES:
     raise UserError(f'unknown family {config.family!r} in the config; '
                     f'known: {", ".join(sorted(FAMILIES))}.')
   module_name, class_name = FAMILIES[config.family].split(':')
-  return getattr(importlib.import_module(module_name), class_name)(config, mesh)
+  cls = getattr(importlib.import_module(module_name), class_name)
+  problem = family.contract_problem(cls)
+  if problem:
+    raise UserError(f'family {config.family!r} ({module_name}.{class_name}) cannot be built: '
+                    f'{problem}.')
+  return cls(config, mesh)
 
 
 def read_run_config(workdir: str, family: str, field: str = '--workdir', hint: str = ''):
@@ -45,27 +57,39 @@ def read_run_config(workdir: str, family: str, field: str = '--workdir', hint: s
     raise UserError(f'{field}={workdir!r} is not a gen_jax run (no config.json)'
                     + (f'; {hint}.' if hint else '.'))
   with open(config_path) as f:
-    config = ml_collections.ConfigDict(json.load(f))
+    config = ml_collections.ConfigDict(run_config.upgrade(json.load(f)))
   if config.family != family:
     raise UserError(f'{field}={workdir!r} is a {config.family!r} run, not a {family!r} one.')
   return config
 
 
-def load_run(workdir: str, mesh, family: str, field: str, train_hint: str):
-  """A finished gen_jax run of `family`: (config, experiment, latest state).
+def load_run(workdir: str, mesh, family_name: str, field: str, train_hint: str):
+  """A finished gen_jax run of `family_name`: (config, experiment, latest state).
+
+  The experiment is built from the checkpoint's parameter shapes (the family's
+  `from_saved_shapes`: VAEs and classifiers), so no data is loaded to get at the
+  parameters.
 
   Args:
     workdir: the run's directory (holding config.json and checkpoints/).
     mesh: the device mesh to build its experiment on.
-    family: the family the run must be.
+    family_name: the family the run must be ('vae' or 'classifier').
     field: the config field that named `workdir` (for error messages).
     train_hint: the command that trains such a run (for error messages).
   Raises:
     UserError: no run there, a run of another family, or no checkpoint.
   """
+  from gen_jax import checkpoint  # pylint: disable=g-import-not-at-top
   from gen_jax import trainer  # pylint: disable=g-import-not-at-top
-  config = read_run_config(workdir, family, field,
-                           hint=f'train a {family} run first: {train_hint}')
-  experiment = build(config, mesh)
+  config = read_run_config(workdir, family_name, field,
+                           hint=f'train a {family_name} run first: {train_hint}')
+  module_name, class_name = FAMILIES[family_name].split(':')
+  cls = getattr(importlib.import_module(module_name), class_name)
+  ckpt = checkpoint.Checkpointer(os.path.abspath(workdir), async_save=False)
+  try:
+    shapes = ckpt.saved_shapes()  # one-line error when there is no checkpoint
+  finally:
+    ckpt.close()
+  experiment = cls.from_saved_shapes(config, mesh, shapes)
   state = trainer.restore_latest(experiment, os.path.abspath(workdir))
   return config, experiment, state

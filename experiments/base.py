@@ -1,24 +1,30 @@
-"""What every family that trains one network with one loss shares (diffusion, VAE)."""
+"""What every family that trains one network with one loss shares (diffusion, VAE,
+classifier): an implementation of `gen_jax.family.Experiment`'s training hooks."""
 
 import jax
 import jax.numpy as jnp
 
 from gen_jax import data
+from gen_jax import family
 from gen_jax import optim
-from gen_jax.train_state import TrainState, ema_update, gradient_update, trial_hparams
+from gen_jax.train_state import TrainState, ema_update, gradient_update
 
 
-class SingleNetworkExperiment:
+class SingleNetworkExperiment(family.Experiment):
   """The state, batches and train step of one network under one pure loss.
 
-  A subclass sets `config`, `mesh`, `_train_data` (`data.load_train_data`), `optimizer`,
-  `lr_schedule` and `loss_fn(params, batch, rng) -> (loss, metrics)`, and implements
-  `init_params(rng)`.
+  A subclass sets `config`, `mesh`, `_train_data` (`data.load_train_data`) and
+  `loss_fn(params, batch, rng) -> (loss, metrics)`, calls `build_optimizer()`, and
+  implements `init_params(rng)` and `write_samples`.
   """
 
-  # Config fields that may differ between the vmapped trials of one run (gen_jax.vmap_trials):
-  # numeric, and read from `trial_hparams(state)` in the step rather than baked into it.
+  # The peak rate and the EMA decay reach the step as `hparams` (gen_jax.family).
   VMAP_FIELDS = ('optim.lr', 'optim.ema_decay')
+
+  def build_optimizer(self) -> None:
+    """`self.optimizer` from the `optim` block (its update takes the peak rate)."""
+    optim.check_rate('optim.lr', self.config.optim.lr)
+    self.optimizer = optim.make_optimizer(self.config.optim, self.config.training.num_steps)
 
   def init_params(self, rng):
     raise NotImplementedError
@@ -31,16 +37,12 @@ class SingleNetworkExperiment:
   def train_batches(self) -> data.BatchSource:
     return data.train_source(self._train_data, self.config)
 
-  def train_step(self, state: TrainState, batch, rng):
+  def train_step(self, state: TrainState, batch, rng, hparams):
     """Per device: one `gradient_update`, the EMA, and the learning rate as a metric."""
-    hparams = trial_hparams(state)
-    optimizer, lr_schedule = self.optimizer, self.lr_schedule
-    if 'optim.lr' in hparams:  # a vmapped trial: its own peak rate, the same schedule
-      optimizer, lr_schedule = optim.make_optimizer(
-          self.config.optim, self.config.training.num_steps, lr=hparams['optim.lr'])
+    lr = hparams['optim.lr']
     params, opt_state, metrics, _ = gradient_update(
-        self.loss_fn, optimizer, state.params, state.opt_state, batch, rng)
-    ema_decay = hparams.get('optim.ema_decay', self.config.optim.ema_decay)
-    ema = ema_update(state.ema_params, params, ema_decay, state.step)
-    metrics['lr'] = lr_schedule(state.step)
+        self.loss_fn, self.optimizer, state.params, state.opt_state, batch, rng, peak_lr=lr)
+    ema = ema_update(state.ema_params, params, hparams['optim.ema_decay'], state.step)
+    metrics['lr'] = optim.learning_rate_schedule(
+        self.config.optim, self.config.training.num_steps, lr)(state.step)
     return state.replace(params=params, opt_state=opt_state, ema_params=ema), metrics

@@ -178,7 +178,7 @@ def bench_net(name: str, a, peak_gflop_s: float) -> dict:
       'fraction_of_matmul_rate': gflop['train_step'] * batch_size / median / peak_gflop_s}
 
   # DDIM on the whole batch: compile alone, then one timed run.
-  sampler = experiment._sampler(batch_size)  # pylint: disable=protected-access
+  sampler = experiment.sampler(batch_size)
   key = parallel.replicate(np.asarray(jax.random.PRNGKey(a.seed)), mesh)
   labels = parallel.shard_host_array(np.zeros((batch_size,), np.int32), mesh)  # unconditional
   t0 = time.perf_counter()

@@ -15,7 +15,6 @@ import numpy as np
 from experiments import base
 from experiments import config_checks
 from gen_jax import data
-from gen_jax import optim
 from gen_jax import parallel
 from gen_jax import viz
 from gen_jax.errors import UserError
@@ -42,17 +41,24 @@ def validate(config) -> None:
 class ClassifierExperiment(base.SingleNetworkExperiment):
   """Builds the classifier, its cross-entropy loss, held-out accuracy and error figure."""
 
-  def __init__(self, config, mesh):
+  def __init__(self, config, mesh, image_shape: tuple[int, ...] | None = None,
+               num_classes: int = 0):
+    """Args: config, mesh; image_shape (H, W, C) and num_classes: given, no data is
+    loaded (a trained run restored as a feature extractor, `from_saved_shapes`) until
+    an evaluation or figure needs the held-out split."""
     validate(config)
     self.config = config
     self.mesh = mesh
-    self._train_data = data.load_train_data(config.data)
-    self._eval_data = data.load_dataset(config.data, config.data.eval_split)
-    self.num_classes = self._train_data.num_classes
+    self._train_data = self._eval_data = None
+    if image_shape is None:
+      self._train_data = data.load_train_data(config.data)
+      self._eval_data = data.load_dataset(config.data, config.data.eval_split)
+      image_shape, num_classes = self._train_data.image_shape, self._train_data.num_classes
+    self.num_classes = num_classes
     if self.num_classes < 2:
       raise UserError(f'a classifier needs labelled data; {config.data.dataset!r} has '
                       f'{self.num_classes} classes.')
-    self.image_shape = self._train_data.image_shape  # (H, W, C)
+    self.image_shape = tuple(image_shape)  # (H, W, C)
     if len(self.image_shape) != 3:
       raise UserError(f'a classifier needs images; {config.data.dataset!r} has samples of '
                       f'shape {self.image_shape}.')
@@ -60,10 +66,26 @@ class ClassifierExperiment(base.SingleNetworkExperiment):
     self.model = Classifier(num_classes=self.num_classes, features=tuple(m.features),
                             feature_dim=m.feature_dim, num_groups=m.num_groups,
                             dropout=m.dropout)
-    self.optimizer, self.lr_schedule = optim.make_optimizer(config.optim,
-                                                            config.training.num_steps)
+    self.build_optimizer()
     self.loss_fn = make_classification_loss(self._train_logits, m.label_smoothing)
     self._run_sharded = parallel.RowMapper(mesh)
+
+  @classmethod
+  def from_saved_shapes(cls, config, mesh, shapes: dict[str, tuple]) -> 'ClassifierExperiment':
+    """The experiment of a trained run, its image channels and classes read off its
+    checkpoint's parameter shapes (`checkpoint.Checkpointer.saved_shapes`): no data is
+    loaded."""
+    params = {name: shape for name, shape in shapes.items() if name.startswith('params/')}
+    conv = next(s for n, s in params.items() if n.endswith('conv0a/kernel'))  # (3, 3, C, f)
+    logits = next(s for n, s in params.items() if n.endswith('logits/kernel'))  # (F, K)
+    size = config.data.image_size
+    return cls(config, mesh, image_shape=(size, size, conv[2]), num_classes=logits[1])
+
+  def held_out(self) -> data.ArrayDataset:
+    """`data.eval_split` (loaded on first use when the run was restored without data)."""
+    if self._eval_data is None:
+      self._eval_data = data.load_dataset(self.config.data, self.config.data.eval_split)
+    return self._eval_data
 
   def _train_logits(self, params, images, rng):
     return self.model.apply(params, images, train=True, rngs={'dropout': rng})
@@ -90,12 +112,13 @@ class ClassifierExperiment(base.SingleNetworkExperiment):
   def evaluate(self, state: TrainState, step: int) -> dict:
     """Held-out accuracy of the EMA parameters on `data.eval_split`."""
     del step
-    predictions = self.predict(state.ema_params, self._eval_data.images)
-    return {'eval/accuracy': float(np.mean(predictions == self._eval_data.labels))}
+    held_out = self.held_out()
+    predictions = self.predict(state.ema_params, held_out.images)
+    return {'eval/accuracy': float(np.mean(predictions == held_out.labels))}
 
   def write_samples(self, state: TrainState, step: int, workdir: str, prefix: str) -> list:
     """A grid of the held-out images it misclassifies (up to 64), and the accuracy."""
-    held_out = self._eval_data
+    held_out = self.held_out()
     predictions = self.predict(state.ema_params, held_out.images)
     wrong = np.flatnonzero(predictions != held_out.labels)[:64]
     path = os.path.join(workdir, 'samples', f'errors_{prefix}_step{step:07d}.png')

@@ -10,8 +10,8 @@ import numpy as np
 from experiments import base
 from experiments import config_checks
 from gen_jax import data
-from gen_jax import optim
 from gen_jax import parallel
+from gen_jax import rng_streams
 from gen_jax import viz
 from gen_jax.diffusion import guidance
 from gen_jax.diffusion import likelihood
@@ -23,7 +23,6 @@ from gen_jax.errors import UserError
 from gen_jax.models.unet import UNet
 from gen_jax.train_state import TrainState
 
-_VLB_STREAM = 0x0B0D  # folded into eval.seed for the bound's timesteps and noise
 
 
 def validate_unet(m, size: int | None, size_name: str = 'data.image_size') -> None:
@@ -194,8 +193,7 @@ class DiffusionExperiment(base.SingleNetworkExperiment):
                       **unet_options(m))
     self.schedule = schedules.make_schedule(d.schedule, d.num_timesteps, d.beta_start,
                                             d.beta_end)
-    self.optimizer, self.lr_schedule = optim.make_optimizer(config.optim,
-                                                            config.training.num_steps)
+    self.build_optimizer()
     self.loss_fn = losses.make_diffusion_loss(
         self._model_fn, self.schedule, d.prediction,
         label_drop_prob=d.cond_drop_prob if self.num_classes else 0.0,
@@ -217,7 +215,13 @@ class DiffusionExperiment(base.SingleNetworkExperiment):
   makes_images = True  # evaluation scores samples with image features
 
   @functools.lru_cache(maxsize=4)
-  def _sampler(self, num_samples: int):
+  def sampler(self, num_samples: int):
+    """The config's sampler for num_samples samples, compiled over the devices.
+
+    Returns:
+      jit(shard_map((params, rng replicated, labels (N,) sharded) -> samples (N, H, W, C)
+      sharded)); benchmarks lower and time it.
+    """
     parallel.check_divisible(num_samples, 'sampling.num_samples', self.mesh)
     per_device_n = num_samples // self.mesh.devices.size
     cfg = self.config
@@ -254,7 +258,7 @@ class DiffusionExperiment(base.SingleNetworkExperiment):
     labels = self.sample_labels(num_samples) if labels is None else labels
     rng = parallel.replicate(jax.device_get(rng), self.mesh)
     labels = parallel.shard_host_array(np.asarray(labels, np.int32), self.mesh)
-    samples = self._sampler(num_samples)(params, rng, labels)
+    samples = self.sampler(num_samples)(params, rng, labels)
     return parallel.global_to_host(samples)
 
   def to_images(self, state: TrainState, samples: np.ndarray) -> np.ndarray:
@@ -289,7 +293,8 @@ class DiffusionExperiment(base.SingleNetworkExperiment):
     """The classes evaluation samples are asked for (None: unconditional)."""
     return self.sample_labels(num_samples) if self.num_classes else None
 
-  def sample_images(self, state: TrainState, num_samples: int, rng, labels, use_ema: bool):
+  def sample_images(self, state: TrainState, rng, num_samples: int, labels=None,
+                    use_ema: bool = True):
     """num_samples images (N, H, W, C) in [-1, 1] with the config's sampler."""
     params = state.ema_params if use_ema else state.params
     return self.to_images(state, self.generate(params, num_samples, rng, labels))
@@ -325,7 +330,7 @@ class DiffusionExperiment(base.SingleNetworkExperiment):
                               train=False)
 
     keys = parallel.per_example_keys(
-        jax.random.fold_in(jax.random.PRNGKey(e.seed), _VLB_STREAM), index)
+        jax.random.fold_in(jax.random.PRNGKey(e.seed), rng_streams.VLB), index)
     return likelihood.variational_bound(denoise, self.schedule, x0, keys, e.vlb_strata,
                                         self.config.diffusion.prediction, s.clip_x0,
                                         s.ddpm_variance)
@@ -358,12 +363,12 @@ class DiffusionExperiment(base.SingleNetworkExperiment):
     return parallel.RowMapper(self.mesh)
 
   def _held_out(self) -> data.ArrayDataset:
-    """`data.eval_split`, cut to `eval.vlb_examples` if set."""
-    return data.load_held_out(self.config.data, self.config.eval.vlb_examples)
+    """`data.eval_split`, cut to `eval.held_out_examples` if set."""
+    return data.load_held_out(self.config.data, self.config.eval.held_out_examples)
 
   def write_samples(self, state: TrainState, step: int, workdir: str, prefix: str) -> list:
     """Samples with the EMA parameters; writes a PNG grid and an .npz (process 0)."""
-    rng = jax.random.fold_in(jax.random.fold_in(state.rng, step), 1)  # not a training key
+    rng = jax.random.fold_in(jax.random.fold_in(state.rng, step), rng_streams.SAMPLE_GRID)
     n = self.config.sampling.num_samples
     labels = self.sample_labels(n)
     samples = self.generate(state.ema_params, n, rng, labels)

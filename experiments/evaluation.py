@@ -38,6 +38,7 @@ import experiments
 from gen_jax import data
 from gen_jax import metric_log
 from gen_jax import parallel
+from gen_jax import rng_streams
 from gen_jax.trainer import format_duration
 from gen_jax.errors import UserError
 from gen_jax.evaluation import class_metrics
@@ -45,9 +46,6 @@ from gen_jax.evaluation import feature_extractors
 from gen_jax.evaluation import feature_metrics
 from gen_jax.evaluation import reference_sets
 from gen_jax.evaluation.reference_sets import FeatureSet
-
-_EVAL_STREAM = 0xE7A1  # folded into eval.seed: evaluation keys never meet training keys
-
 
 CLASSIFIER_TRAIN_HINT = ('python launch.py --config=configs/classifier_digits.py '
                          '--workdir=runs/classifier_digits (or classifier_mnist.py)')
@@ -112,7 +110,7 @@ def sample_metrics(generated: FeatureSet, reference: FeatureSet, eval_config,
                    num_classes: int) -> dict[str, float]:
   """Every sample metric of `generated` against `reference` (unprefixed names)."""
   e = eval_config
-  rng = np.random.default_rng([e.seed, _EVAL_STREAM])
+  rng = np.random.default_rng([e.seed, rng_streams.EVALUATION])
   fid = feature_metrics.frechet_distance(feature_metrics.compute_stats(generated.features),
                                          feature_metrics.compute_stats(reference.features))
   kid, kid_stderr = feature_metrics.kernel_inception_distance(
@@ -227,7 +225,7 @@ class Evaluator:
   # --- the pieces, built on first use ------------------------------------------------
   def images_supported(self) -> bool:
     """Sample metrics need images (ring8's 2-d points have their own metrics)."""
-    return bool(getattr(self.experiment, 'makes_images', False))
+    return bool(self.experiment.makes_images)
 
   def extractor(self):
     if self._extractor is None:
@@ -271,11 +269,11 @@ class Evaluator:
     e = self.config.eval
     batch = min(e.batch_size, num_samples)
     labels = self.experiment.eval_labels(num_samples)  # (N,) or None
-    base = jax.random.fold_in(jax.random.PRNGKey(e.seed), _EVAL_STREAM)
+    base = jax.random.fold_in(jax.random.PRNGKey(e.seed), rng_streams.EVALUATION)
     images, start = [], time.time()
     for i, first in enumerate(range(0, num_samples, batch)):
       batch_labels = None if labels is None else labels[first:first + batch]
-      images.append(self.experiment.sample_images(state, batch, jax.random.fold_in(base, i),
+      images.append(self.experiment.sample_images(state, jax.random.fold_in(base, i), batch,
                                                   batch_labels, e.use_ema))
       done = first + batch
       if self.is_chief and num_samples > batch:
@@ -289,14 +287,11 @@ class Evaluator:
     """The family's own metrics and, for images, the sample metrics ('eval/...')."""
     if num_samples:
       self.prepare(floor=False)
-    own = getattr(self.experiment, 'evaluate', None)
-    scalars = {}
-    if own:
-      start = time.time()
-      scalars = dict(own(state, int(jax.device_get(state.step))))
-      if self.is_chief and scalars:
-        print(f'eval: {self.config.family} metrics in {time.time() - start:.0f} s: ' +
-              ', '.join(f'{k} {v:.4g}' for k, v in scalars.items()), flush=True)
+    start = time.time()
+    scalars = dict(self.experiment.evaluate(state, int(jax.device_get(state.step))))
+    if self.is_chief and scalars:
+      print(f'eval: {self.config.family} metrics in {time.time() - start:.0f} s: ' +
+            ', '.join(f'{k} {v:.4g}' for k, v in scalars.items()), flush=True)
     if self.images_supported() and num_samples:
       images, labels = self.generate(state, num_samples)
       features, probs = self.extractor()(images)
@@ -324,7 +319,7 @@ class Evaluator:
       raise UserError(f'eval.samples_file scores images; the {self.config.family} family '
                       f'of this config makes none.')
     start = time.time()
-    image_shape = getattr(self.experiment, 'image_shape', None)
+    image_shape = self.experiment.image_shape
     images, external = load_samples(path, self.config.data.image_size,
                                     image_shape[-1] if image_shape else None,
                                     max(e.pr_neighbours + 1, e.is_splits, 2))
@@ -395,7 +390,7 @@ class Evaluator:
         'checkpoint_step': step,
         'params': 'ema' if e.use_ema else 'raw',
         'seed': e.seed,
-        'sampler': getattr(self.experiment, 'sampler_settings', dict)(),
+        'sampler': self.experiment.sampler_settings(),
         'metrics': {k[len('eval/'):]: v for k, v in scalars.items()},
     }
     if self.images_supported():

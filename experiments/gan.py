@@ -10,7 +10,7 @@ axis, so 8 devices train exactly like 1.
 State layout: params / opt_state = {'generator': ..., 'discriminator': ...};
 model_state = {'generator': {'batch_stats': ...}, 'discriminator': {'spectral': ...}}
 (entries only where a player has such variables); ema_params = the generator's EMA,
-which all samples and evaluations use (the live generator when gan.ema_decay = 0).
+which all samples and evaluations use (the live generator when optim.ema_decay = 0).
 
 Architectures (`model.arch`): 'dcgan' for images of side 4 * 2^k; 'biggan' (Brock et al.
 2019, gen_jax.models.biggan) for images of side 4 * 2^len(model.g_ch_mults); 'mlp' for any
@@ -33,8 +33,10 @@ import numpy as np
 
 from experiments import config_checks
 from gen_jax import data
+from gen_jax import family
 from gen_jax import optim
 from gen_jax import parallel
+from gen_jax import rng_streams
 from gen_jax import toy_data
 from gen_jax import viz
 from gen_jax.parallel import per_example_keys
@@ -42,7 +44,7 @@ from gen_jax.errors import UserError
 from gen_jax.models import biggan
 from gen_jax.models import dcgan
 from gen_jax.objectives import gan
-from gen_jax.train_state import TrainState, ema_update, gradient_update, trial_hparams
+from gen_jax.train_state import TrainState, ema_update, gradient_update
 
 PLAYERS = ('generator', 'discriminator')
 ARCHS = ('dcgan', 'biggan', 'mlp')
@@ -51,7 +53,7 @@ BN_STATS = ('running', 'standing')
 
 def validate(config) -> None:
   """One-line errors for the family's own blocks (`runner` checks training / sampling)."""
-  g, m, t = config.gan, config.model, config.training
+  g, m, t, o = config.gan, config.model, config.training, config.optim
   size = config.data.image_size
   for name in ('z_dim', 'g_ch', 'd_ch', 'hidden', 'layers', 'embed_dim'):
     config_checks.check_int(f'model.{name}', m[name])
@@ -59,10 +61,10 @@ def validate(config) -> None:
   config_checks.check_int('gan.d_steps', g.d_steps)
   checks = [
       (g.loss in gan.LOSSES, f'gan.loss must be one of {gan.LOSSES}, not {g.loss!r}'),
-      (g.g_lr > 0 and g.d_lr > 0, f'gan.g_lr and gan.d_lr must be positive, not '
-       f'{g.g_lr} and {g.d_lr}'),
+      (o.g_lr > 0 and o.d_lr > 0, f'optim.g_lr and optim.d_lr must be positive, not '
+       f'{o.g_lr} and {o.d_lr}'),
       (g.r1_gamma >= 0, f'gan.r1_gamma must be >= 0, not {g.r1_gamma}'),
-      (0 <= g.ema_decay < 1, f'gan.ema_decay must be in [0, 1), not {g.ema_decay}'),
+      (0 <= o.ema_decay < 1, f'optim.ema_decay must be in [0, 1), not {o.ema_decay}'),
       (g.truncation >= 0, f'gan.truncation must be >= 0 (0: off), not {g.truncation}'),
       (g.interp_steps >= 2, f'gan.interp_steps must be >= 2, not {g.interp_steps}'),
       (g.interp_rows >= 1, f'gan.interp_rows must be >= 1, not {g.interp_rows}'),
@@ -73,7 +75,7 @@ def validate(config) -> None:
        "gan.sample_bn_stats='standing' needs BatchNorm: model.arch='dcgan' or 'biggan'"),
       (g.standing_batches >= 1, f'gan.standing_batches must be >= 1, not {g.standing_batches}'),
       (g.ortho_reg >= 0, f'gan.ortho_reg must be >= 0 (0: off), not {g.ortho_reg}'),
-      (g.ema_start >= 0, f'gan.ema_start must be >= 0, not {g.ema_start}'),
+      (o.ema_start >= 0, f'optim.ema_start must be >= 0, not {o.ema_start}'),
       (m.init in dcgan.INITS, f'model.init must be one of {dcgan.INITS}, not {m.init!r}'),
       (config.data.dataset != 'ring8' or m.arch == 'mlp',
        "data.dataset='ring8' holds 2-d points: set model.arch='mlp'"),
@@ -127,12 +129,15 @@ def _apply(module, params, state: dict, update: bool, *args, **kwargs):
   return module.apply(variables, *args, **kwargs), state
 
 
-class GANExperiment:
+class GANExperiment(family.Experiment):
   """Builds both players, their optimizers, the alternating step, samples and metrics."""
 
-  # Config fields that may differ between vmapped trials (gen_jax.vmap_trials): read from
-  # `trial_hparams(state)` in the step. The seed is only the state's base key and batch order.
-  VMAP_FIELDS = ('seed', 'gan.g_lr', 'gan.d_lr', 'gan.ema_decay')
+  # The rates and the EMA decay reach the step as `hparams` (gen_jax.family); the seed is
+  # only the state's base key and batch order.
+  VMAP_FIELDS = ('seed', 'optim.g_lr', 'optim.d_lr', 'optim.ema_decay')
+  # Each player's loss, and the norm of both gradients together.
+  WATCHED_METRICS = ('d_loss', 'g_loss', 'grad_norm')
+  SHOWN_METRICS = WATCHED_METRICS
 
   def __init__(self, config, mesh):
     validate(config)
@@ -141,6 +146,7 @@ class GANExperiment:
     self._train_data = data.load_train_data(config.data)
     self.sample_shape = self._train_data.image_shape  # (H, W, C) or (2,)
     self.is_points = config.data.dataset == 'ring8'
+    self.image_shape = None if self.is_points else tuple(self.sample_shape)
     g, m = config.gan, config.model
     self.num_classes = self._train_data.num_classes if g.conditional else 0
     if g.conditional and self.num_classes < 2:
@@ -180,9 +186,8 @@ class GANExperiment:
       self.discriminator = dcgan.MLPDiscriminator(
           hidden=m.hidden, layers=m.layers, num_classes=self.num_classes,
           spectral_norm=g.spectral_norm, init_scheme=m.init)
-    steps = config.training.num_steps
-    self.g_optimizer, self.g_schedule = optim.make_optimizer(config.optim, steps, lr=g.g_lr)
-    self.d_optimizer, self.d_schedule = optim.make_optimizer(config.optim, steps, lr=g.d_lr)
+    # One transformation serves both players: each passes its own peak rate.
+    self.optimizer = optim.make_optimizer(config.optim, config.training.num_steps)
     self.d_loss_fn = gan.make_discriminator_loss(self._discriminate, g.loss, g.r1_gamma)
 
   # --- the players --------------------------------------------------------------------
@@ -215,8 +220,8 @@ class GANExperiment:
                    for name, variables in zip(PLAYERS, (g_vars, d_vars))}
     return TrainState(
         step=jnp.zeros((), jnp.int32), rng=rng, params=params,
-        opt_state={'generator': self.g_optimizer.init(params['generator']),
-                   'discriminator': self.d_optimizer.init(params['discriminator'])},
+        opt_state={'generator': self.optimizer.init(params['generator']),
+                   'discriminator': self.optimizer.init(params['discriminator'])},
         ema_params=params['generator'],
         model_state={name: s for name, s in model_state.items() if s})
 
@@ -224,18 +229,13 @@ class GANExperiment:
   def train_batches(self):
     return data.train_source(self._train_data, self.config)
 
-  def _optimizer(self, state: TrainState, player: str):
-    """(optimizer, lr schedule) of a player: from gan.g_lr / gan.d_lr, or a vmapped trial's
-    own rate (the optimizer state does not depend on it)."""
-    field = 'gan.g_lr' if player == 'generator' else 'gan.d_lr'
-    if field in trial_hparams(state):
-      return optim.make_optimizer(self.config.optim, self.config.training.num_steps,
-                                  lr=trial_hparams(state)[field])
-    if player == 'generator':
-      return self.g_optimizer, self.g_schedule
-    return self.d_optimizer, self.d_schedule
+  def _learning_rate(self, hparams, player: str, step):
+    """A player's scheduled learning rate at `step`, from its peak rate in `hparams`."""
+    peak = hparams['optim.g_lr' if player == 'generator' else 'optim.d_lr']
+    return optim.learning_rate_schedule(self.config.optim, self.config.training.num_steps,
+                                        peak)(step)
 
-  def discriminator_step(self, state: TrainState, batch, rng):
+  def discriminator_step(self, state: TrainState, batch, rng, hparams):
     """One D update on the real batch and fakes from fresh z; G is untouched (per device).
 
     Returns:
@@ -247,14 +247,13 @@ class GANExperiment:
                              self._latents(rng, batch['index']), class_weights, True)
     d_batch = {'image': batch['image'], 'fake': fake, 'class_weights': class_weights,
                'fake_class_weights': class_weights}
-    optimizer, _ = self._optimizer(state, 'discriminator')
     params, opt_state, metrics, d_state = gradient_update(
-        self.d_loss_fn, optimizer, state.params['discriminator'],
+        self.d_loss_fn, self.optimizer, state.params['discriminator'],
         state.opt_state['discriminator'], d_batch, rng, has_state=True,
-        model_state=state.model_state.get('discriminator', {}))
+        model_state=state.model_state.get('discriminator', {}), peak_lr=hparams['optim.d_lr'])
     return self._replace_player(state, 'discriminator', params, opt_state, d_state), metrics
 
-  def generator_step(self, state: TrainState, batch, rng):
+  def generator_step(self, state: TrainState, batch, rng, hparams):
     """One G update against the current D, on fresh z; D is untouched (per device).
 
     Returns:
@@ -266,10 +265,10 @@ class GANExperiment:
         ortho_beta=self.config.gan.ortho_reg, ortho_exclude=('shared',))
     g_batch = {'z': self._latents(rng, batch['index']),
                'fake_class_weights': self._class_weights(batch['label'])}
-    optimizer, _ = self._optimizer(state, 'generator')
     params, opt_state, metrics, g_state = gradient_update(
-        g_loss_fn, optimizer, state.params['generator'], state.opt_state['generator'],
-        g_batch, rng, has_state=True, model_state=state.model_state.get('generator', {}))
+        g_loss_fn, self.optimizer, state.params['generator'], state.opt_state['generator'],
+        g_batch, rng, has_state=True, model_state=state.model_state.get('generator', {}),
+        peak_lr=hparams['optim.g_lr'])
     return self._replace_player(state, 'generator', params, opt_state, g_state), metrics
 
   @staticmethod
@@ -280,25 +279,26 @@ class GANExperiment:
                          opt_state={**state.opt_state, player: opt_state},
                          model_state={**others, **({player: model_state} if model_state else {})})
 
-  def train_step(self, state: TrainState, batch, rng):
+  def train_step(self, state: TrainState, batch, rng, hparams):
     """gan.d_steps D updates (fresh z each), then one G update, then G's EMA; per device."""
     cfg = self.config.gan
     step = state.step
     for i in range(cfg.d_steps):
-      state, d_metrics = self.discriminator_step(state, batch, jax.random.fold_in(rng, i))
-    state, g_metrics = self.generator_step(state, batch, jax.random.fold_in(rng, cfg.d_steps))
-    ema_decay = trial_hparams(state).get('gan.ema_decay', cfg.ema_decay)
-    if cfg.ema_start > 0:  # BigGAN: the EMA copies G until ema_start, then averages
-      ema_decay = jnp.where(step >= cfg.ema_start, ema_decay, 0.0)
+      state, d_metrics = self.discriminator_step(state, batch, jax.random.fold_in(rng, i),
+                                                 hparams)
+    state, g_metrics = self.generator_step(state, batch, jax.random.fold_in(rng, cfg.d_steps),
+                                           hparams)
+    ema_decay = hparams['optim.ema_decay']
+    if self.config.optim.ema_start > 0:  # BigGAN: the EMA copies G until ema_start
+      ema_decay = jnp.where(step >= self.config.optim.ema_start, ema_decay, 0.0)
     ema = ema_update(state.ema_params, state.params['generator'], ema_decay, step)
     metrics = {
-        'loss': d_metrics['d_loss'] + g_metrics['g_loss'],  # watched for non-finite values
         'grad_norm': jnp.hypot(d_metrics['grad_norm'], g_metrics['grad_norm']),
         'd_loss': d_metrics['d_loss'], 'g_loss': g_metrics['g_loss'],
         'd_real': d_metrics['d_real'], 'd_fake': d_metrics['d_fake'],
         'd_grad_norm': d_metrics['grad_norm'], 'g_grad_norm': g_metrics['grad_norm'],
-        'g_lr': self._optimizer(state, 'generator')[1](step),
-        'd_lr': self._optimizer(state, 'discriminator')[1](step)}
+        'g_lr': self._learning_rate(hparams, 'generator', step),
+        'd_lr': self._learning_rate(hparams, 'discriminator', step)}
     if cfg.r1_gamma > 0:
       metrics['r1'] = d_metrics['r1']
     if cfg.ortho_reg > 0:
@@ -369,7 +369,8 @@ class GANExperiment:
       return self._standing_cache[1]
     cfg = self.config
     num, batch = cfg.gan.standing_batches, cfg.training.batch_size
-    rng = jax.random.fold_in(jax.random.fold_in(state.rng, int(state.step)), 3)  # own stream
+    rng = jax.random.fold_in(jax.random.fold_in(state.rng, int(state.step)),
+                             rng_streams.STANDING_STATS)
     z = self._latents_for_samples(jax.random.fold_in(rng, 0), num * batch)
     labels = np.asarray(jax.random.randint(jax.random.fold_in(rng, 1), (num * batch,), 0,
                                            max(self.num_classes, 1)))
@@ -418,7 +419,7 @@ class GANExperiment:
     """Samples of the EMA generator: a grid (one row a class if conditional) or, for
     ring8, a scatter over the modes; interpolation strips; an .npz of
     sampling.num_samples samples (and their labels). Process 0 writes."""
-    rng = jax.random.fold_in(jax.random.fold_in(state.rng, step), 1)  # not a training key
+    rng = jax.random.fold_in(jax.random.fold_in(state.rng, step), rng_streams.SAMPLE_GRID)
     samples, labels = self.sample_balanced(state, self.config.sampling.num_samples,
                                            jax.random.fold_in(rng, 0))
     strips = {} if self.is_points else self._interpolations(state, jax.random.fold_in(rng, 1))
@@ -462,7 +463,8 @@ class GANExperiment:
       return None
     return (np.arange(num_samples) % self.num_classes).astype(np.int32)
 
-  def sample_images(self, state: TrainState, num_samples: int, rng, labels, use_ema: bool):
+  def sample_images(self, state: TrainState, rng, num_samples: int, labels=None,
+                    use_ema: bool = True):
     """num_samples images (N, H, W, C) in [-1, 1] for z drawn from rng."""
     labels = np.zeros((num_samples,), np.int32) if labels is None else labels
     return self.generate(state, self._latents_for_samples(rng, num_samples),
@@ -470,7 +472,7 @@ class GANExperiment:
 
   def sampler_settings(self) -> dict:
     return {'name': 'generator', 'truncation': self.config.gan.truncation,
-            'ema_decay': self.config.gan.ema_decay}
+            'ema_decay': self.config.optim.ema_decay}
 
   def evaluate(self, state: TrainState, step: int) -> dict[str, float]:
     """ring8: eval/modes_covered (of 8), eval/high_quality_fraction (within 3 std of a
@@ -478,6 +480,6 @@ class GANExperiment:
     no metrics of their own (experiments/evaluation.py scores their samples)."""
     if not self.is_points:
       return {}
-    rng = jax.random.fold_in(jax.random.fold_in(state.rng, step), 2)
+    rng = jax.random.fold_in(jax.random.fold_in(state.rng, step), rng_streams.FAMILY_EVAL)
     points, _ = self.sample_balanced(state, self.config.sampling.num_samples, rng)
     return {f'eval/{k}': v for k, v in toy_data.ring_metrics(points).items()}

@@ -30,6 +30,7 @@ import ml_collections
 
 import experiments
 from experiments import ledger
+from gen_jax import rng_streams
 from gen_jax import runner
 from gen_jax.errors import UserError
 
@@ -106,11 +107,10 @@ def generate_timed(experiment, state, num_samples: int, batch: int, seed: int):
   """
   import jax
   import numpy as np
-  from experiments import evaluation
   from gen_jax import parallel
   labels = experiment.eval_labels(num_samples)
-  base = jax.random.fold_in(jax.random.PRNGKey(seed), evaluation._EVAL_STREAM)  # pylint: disable=protected-access
-  sampler = experiment._sampler(batch)  # pylint: disable=protected-access
+  base = jax.random.fold_in(jax.random.PRNGKey(seed), rng_streams.EVALUATION)
+  sampler = experiment.sampler(batch)
   params = state.ema_params
 
   def inputs(i):

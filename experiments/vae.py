@@ -23,6 +23,7 @@ from experiments import config_checks
 from gen_jax import data
 from gen_jax import optim
 from gen_jax import parallel
+from gen_jax import rng_streams
 from gen_jax import viz
 from gen_jax.parallel import per_example_keys
 from gen_jax.errors import UserError
@@ -30,10 +31,6 @@ from gen_jax.models.vae import VAE
 from gen_jax.objectives import vae as objectives
 from gen_jax.train_state import TrainState
 
-# Folded into the base key (config.seed) for draws outside training; fixed, so every
-# evaluation uses the same importance samples and every prior grid the same z.
-_EVAL_STREAM = 0x0E7A1
-_PRIOR_STREAM = 0x0B10B
 _RECON_COLUMNS = 16  # images per row of a reconstruction figure
 _MANIFOLD_PIXELS = 640  # the manifold figure is upscaled to at least this size
 
@@ -53,9 +50,10 @@ def validate(config) -> None:
       (v.iwae_samples >= 1, f'vae.iwae_samples must be >= 1, not {v.iwae_samples}'),
       (len(latent) in (1, 3) and all(d >= 1 for d in latent),
        f'vae.latent_shape must be (k,) or (h, w, c) with positive sizes, not {latent}'),
-      (v.eval_batch_size >= 1, f'vae.eval_batch_size must be positive, not '
-       f'{v.eval_batch_size}'),
-      (v.eval_examples >= 0, f'vae.eval_examples must be >= 0, not {v.eval_examples}'),
+      (config.eval.batch_size >= 1, f'eval.batch_size must be positive, not '
+       f'{config.eval.batch_size}'),
+      (config.eval.held_out_examples >= 0, f'eval.held_out_examples must be >= 0, not '
+       f'{config.eval.held_out_examples}'),
       (s.num_samples >= 1, f'sampling.num_samples must be positive, not {s.num_samples}'),
       (s.num_recon >= 1, f'sampling.num_recon must be positive, not {s.num_recon}'),
       (s.manifold_size >= 2, f'sampling.manifold_size must be >= 2, not {s.manifold_size}'),
@@ -93,22 +91,38 @@ def _interleave_rows(inputs: np.ndarray, outputs: np.ndarray, ncols: int) -> np.
 class VAEExperiment(base.SingleNetworkExperiment):
   """Builds the VAE, its ELBO loss, train step, evaluation and figures from a config."""
 
-  def __init__(self, config, mesh):
+  SHOWN_METRICS = ('loss', 'grad_norm', 'elbo')
+
+  def __init__(self, config, mesh, image_shape: tuple[int, ...] | None = None):
+    """Args: config, mesh; image_shape (H, W, C): given, no data is loaded (a trained
+    run restored as a component, `from_saved_shapes`) until a figure or evaluation needs
+    the held-out split."""
     validate(config)
     self.config = config
     self.mesh = mesh
-    self._train_data = data.load_train_data(config.data)
-    self._eval_data = self._load_eval_data()  # at once: a missing split fails here
-    self.image_shape = self._train_data.image_shape  # (H, W, C)
+    self._train_data = self._eval_data = None
+    if image_shape is None:
+      self._train_data = data.load_train_data(config.data)
+      self._eval_data = self._load_eval_data()  # at once: a missing split fails here
+      image_shape = self._train_data.image_shape
+    self.image_shape = tuple(image_shape)  # (H, W, C)
     self.latent_shape = tuple(config.vae.latent_shape)
     self.model = build_model(config, self.image_shape)
     self._run_sharded = parallel.RowMapper(mesh)  # per-device fns over host rows
     v = config.vae
     self.log_likelihood = objectives.make_log_likelihood(v.likelihood, v.obs_variance)
-    self.optimizer, self.lr_schedule = optim.make_optimizer(config.optim,
-                                                            config.training.num_steps)
+    self.build_optimizer()
     self.loss_fn = objectives.make_elbo_loss(self.encode, self.decode, self.log_likelihood,
                                              v.beta)
+
+  @classmethod
+  def from_saved_shapes(cls, config, mesh, shapes: dict[str, tuple]) -> 'VAEExperiment':
+    """The experiment of a trained run, its image channels read off its checkpoint's
+    parameter shapes (`checkpoint.Checkpointer.saved_shapes`): no data is loaded."""
+    kernel = next(shape for name, shape in shapes.items()
+                  if name.startswith('params/') and name.endswith('down0/kernel'))  # (3, 3, C, f)
+    size = config.data.image_size
+    return cls(config, mesh, image_shape=(size, size, kernel[2]))
 
   # --- the networks as plain functions of params ---------------------------------------
   def encode(self, params, x: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -131,12 +145,10 @@ class VAEExperiment(base.SingleNetworkExperiment):
   def init_params(self, rng):
     return self.model.init(rng, jnp.zeros((1,) + self.image_shape, jnp.float32))
 
-  def _base_key(self, stream: int) -> jax.Array:
-    return jax.random.fold_in(jax.random.PRNGKey(self.config.seed), stream)
-
   def _prior_images(self, params, index):  # index: (n,) sample numbers
-    z = objectives.standard_normal_like(per_example_keys(self._base_key(_PRIOR_STREAM),
-                                                         index), self.latent_shape)
+    # The same z at every step: keyed by config.seed and each sample's number.
+    key = jax.random.fold_in(jax.random.PRNGKey(self.config.seed), rng_streams.VAE_PRIOR)
+    z = objectives.standard_normal_like(per_example_keys(key, index), self.latent_shape)
     return self.decode_images(params, z)
 
   def _reconstruct(self, params, x):  # x: (n, H, W, C) -> decoded posterior means
@@ -146,7 +158,9 @@ class VAEExperiment(base.SingleNetworkExperiment):
     return self.encode(params, x)[0]
 
   def _bounds(self, params, x, index):  # x: (n, H, W, C), index: (n,) dataset positions
-    keys = per_example_keys(self._base_key(_EVAL_STREAM), index)
+    # The same importance samples at every evaluation: keyed by eval.seed and position.
+    base = jax.random.fold_in(jax.random.PRNGKey(self.config.eval.seed), rng_streams.VAE_BOUNDS)
+    keys = per_example_keys(base, index)
     log_weights, elbo, kl = objectives.importance_log_weights(
         self.encode, self.decode, self.log_likelihood, params, x, keys,
         self.config.vae.iwae_samples)
@@ -154,11 +168,13 @@ class VAEExperiment(base.SingleNetworkExperiment):
 
   # --- evaluation ------------------------------------------------------------------------
   def _load_eval_data(self) -> data.ArrayDataset:
-    """The held-out split (`data.eval_split`), cut to `vae.eval_examples` if set."""
-    return data.load_held_out(self.config.data, self.config.vae.eval_examples)
+    """The held-out split (`data.eval_split`), cut to `eval.held_out_examples` if set."""
+    return data.load_held_out(self.config.data, self.config.eval.held_out_examples)
 
   def eval_dataset(self) -> data.ArrayDataset:
     """The held-out examples that evaluation and the figures use."""
+    if self._eval_data is None:
+      self._eval_data = self._load_eval_data()
     return self._eval_data
 
   def evaluate(self, state: TrainState, step: int) -> dict:
@@ -172,7 +188,7 @@ class VAEExperiment(base.SingleNetworkExperiment):
     del step  # The same importance samples at every step.
     held_out = self.eval_dataset()
     n = len(held_out)
-    chunks = -(-n // self.config.vae.eval_batch_size)
+    chunks = -(-n // self.config.eval.batch_size)
     chunk = -(-n // chunks)  # equal chunks: one compilation
     index = np.arange(n, dtype=np.int32)
     bounds = self._run_sharded.in_chunks(self._bounds, state.ema_params, held_out.images,
@@ -187,16 +203,13 @@ class VAEExperiment(base.SingleNetworkExperiment):
   # --- evaluation of samples (experiments/evaluation.py) ----------------------------------
   makes_images = True
 
-  def eval_labels(self, num_samples: int) -> None:
-    del num_samples  # unconditional
-    return None
-
   def _prior_images_from(self, params_and_key, index):  # index: (n,) sample numbers
     params, key = params_and_key
     z = objectives.standard_normal_like(per_example_keys(key, index), self.latent_shape)
     return self.decode_images(params, z)
 
-  def sample_images(self, state: TrainState, num_samples: int, rng, labels, use_ema: bool):
+  def sample_images(self, state: TrainState, rng, num_samples: int, labels=None,
+                    use_ema: bool = True):
     """num_samples decoded prior draws (N, H, W, C) in [-1, 1], z keyed by rng."""
     del labels
     params = state.ema_params if use_ema else state.params

@@ -1,17 +1,23 @@
-"""Optimizers from the config's `optim` block: Adam(W) with warmup, decay and clipping."""
+"""Optimizers from the config's `optim` block: Adam(W) with warmup, decay and clipping.
+
+The optimizer is built once; the peak learning rate is an argument of each update
+(`optimizer.update(grads, opt_state, params, peak_lr=...)`), so a vmapped trial's own
+traced rate (gen_jax.vmap_trials) goes through the same transformation, and a plain run
+passes the config's number. `optax.inject_hyperparams` would do the same by keeping the
+rate in the optimizer state, which would change that state and so every checkpoint's
+tree: the rate is passed instead, and the state is exactly `optax.adam(schedule)`'s.
+"""
 
 import optax
 
 from gen_jax.errors import UserError
 
 
-def learning_rate_schedule(optim_config, num_steps: int, lr=None) -> optax.Schedule:
+def learning_rate_schedule(optim_config, num_steps: int, lr) -> optax.Schedule:
   """Linear warmup from 0 to `lr` over `warmup_steps`, then constant or cosine to 0.
 
-  `lr` (default `optim.lr`) may be a traced scalar: a vmapped trial's own peak rate
-  (gen_jax.vmap_trials) goes through exactly the same schedule.
+  `lr` may be a Python number or a traced scalar (a vmapped trial's own peak rate).
   """
-  lr = optim_config.lr if lr is None else lr
   warmup = optim_config.warmup_steps
   if optim_config.decay == 'constant':
     after = optax.constant_schedule(lr)
@@ -24,30 +30,48 @@ def learning_rate_schedule(optim_config, num_steps: int, lr=None) -> optax.Sched
   return optax.join_schedules([optax.linear_schedule(0.0, lr, warmup), after], [warmup])
 
 
-def make_optimizer(optim_config, num_steps: int, lr: float | None = None,
-                   b1: float | None = None):
-  """Builds the optax transformation and its learning-rate schedule.
+def _scale_by_scheduled_peak(optim_config, num_steps: int):
+  """optax.scale_by_learning_rate(schedule) with the schedule's peak given to `update`
+  (`peak_lr=`): the same state (a step count) and the same arithmetic."""
+
+  def init(params):
+    return optax.scale_by_schedule(lambda count: 0.0).init(params)
+
+  def update(updates, state, params=None, *, peak_lr, **extra_args):
+    del extra_args
+    schedule = learning_rate_schedule(optim_config, num_steps, peak_lr)
+    return optax.scale_by_schedule(lambda count: -1 * schedule(count)).update(
+        updates, state, params)
+
+  return optax.GradientTransformationExtraArgs(init, update)
+
+
+def make_optimizer(optim_config, num_steps: int) -> optax.GradientTransformationExtraArgs:
+  """The optax transformation of the `optim` block; its `update` takes `peak_lr=`.
 
   Args:
     optim_config: the config's `optim` block.
     num_steps: run length (for decaying schedules).
-    lr, b1: overrides of `optim.lr` / `optim.b1` (e.g. per player of a GAN). `lr` may be
-      a traced scalar (a vmapped trial's rate; the optimizer state does not depend on it).
   Returns:
-    (optimizer, schedule).
+    Adam or AdamW (after global-norm clipping when `optim.grad_clip` > 0), whose state
+    is that of `optax.adam` / `optax.adamw` with a schedule.
   """
-  if optim_config.lr <= 0 and lr is None:
-    raise UserError(f'optim.lr must be positive, got {optim_config.lr}.')
   config = optim_config
-  b1 = config.b1 if b1 is None else b1
-  schedule = learning_rate_schedule(config, num_steps, lr)
   if config.optimizer == 'adam':
-    base = optax.adam(schedule, b1=b1, b2=config.b2, eps=config.eps)
+    stages = [optax.scale_by_adam(b1=config.b1, b2=config.b2, eps=config.eps)]
   elif config.optimizer == 'adamw':
-    base = optax.adamw(schedule, b1=b1, b2=config.b2, eps=config.eps,
-                       weight_decay=config.weight_decay)
+    stages = [optax.scale_by_adam(b1=config.b1, b2=config.b2, eps=config.eps),
+              optax.add_decayed_weights(config.weight_decay)]
   else:
     raise UserError(f"optim.optimizer must be 'adam' or 'adamw', not {config.optimizer!r}.")
+  learning_rate_schedule(config, num_steps, 1.0)  # optim.decay fails here, not in a step
+  base = optax.chain(*stages, _scale_by_scheduled_peak(config, num_steps))
   if config.grad_clip > 0:
     base = optax.chain(optax.clip_by_global_norm(config.grad_clip), base)
-  return base, schedule
+  return base
+
+
+def check_rate(name: str, value) -> None:
+  """A learning rate (config field `name`) must be positive."""
+  if not value > 0:
+    raise UserError(f'{name} must be positive, got {value}.')

@@ -24,12 +24,55 @@ MUTABLE = (
     'training.async_checkpoints',
     'optim.lr', 'optim.warmup_steps', 'optim.decay', 'optim.grad_clip', 'optim.b1',
     'optim.b2', 'optim.eps', 'optim.weight_decay', 'optim.ema_decay',
-    'gan.g_lr', 'gan.d_lr', 'gan.ema_decay',
+    'optim.g_lr', 'optim.d_lr',
     'data.data_dir',  # where the same dataset lives on this machine
     'sampling.', 'eval.', 'parallel.',
     'sweep.parallel', 'sweep.accelerators', 'sweep.num_nodes', 'sweep.use_spot',
     'sweep.bucket', 'sweep.infra', 'sweep.tpu_runtime', 'sweep.setup',
 )
+
+
+# Fields that were renamed (one name per concept): old -> new. A command line with an old
+# name is refused, naming the new one (launch.py); a run's config.json written under the
+# old names reads as if written under the new ones (`upgrade`).
+RENAMED = {
+    'gan.g_lr': 'optim.g_lr',
+    'gan.d_lr': 'optim.d_lr',
+    'gan.ema_decay': 'optim.ema_decay',
+    'gan.ema_start': 'optim.ema_start',
+    'vae.eval_batch_size': 'eval.batch_size',
+    'vae.eval_examples': 'eval.held_out_examples',
+    'eval.vlb_examples': 'eval.held_out_examples',
+}
+
+
+def renamed_in(text: str) -> str:
+  """'; X is now Y' for the first old field name `text` mentions ('' if none)."""
+  for old, new in RENAMED.items():
+    if old in text:
+      return f'; {old} is now {new}'
+  return ''
+
+
+def upgrade(recorded: dict) -> dict:
+  """A config.json's dict with renamed fields under their new names.
+
+  A field whose new name the config already has keeps that value (the GAN's old
+  `optim.lr`, unused, is dropped with its `gan.g_lr` / `gan.d_lr`).
+  """
+  recorded = json.loads(json.dumps(recorded))  # a copy
+  renamed = False
+  for old, new in RENAMED.items():
+    block, name = old.split('.')
+    if name not in recorded.get(block, {}):
+      continue
+    value = recorded[block].pop(name)
+    new_block, new_name = new.split('.')
+    recorded.setdefault(new_block, {}).setdefault(new_name, value)
+    renamed = True
+  if renamed and recorded.get('family') == 'gan':
+    recorded.get('optim', {}).pop('lr', None)
+  return recorded
 
 
 def _flatten(tree, prefix: str = '') -> dict:
@@ -51,10 +94,11 @@ def as_json(config) -> dict:
 
 
 def read(workdir: str) -> dict | None:
-  """WORKDIR/config.json, or None when absent or unreadable."""
+  """WORKDIR/config.json (renamed fields under their new names), or None when absent or
+  unreadable."""
   try:
     with open(os.path.join(workdir, CONFIG_NAME)) as f:
-      return json.load(f)
+      return upgrade(json.load(f))
   except (OSError, ValueError):
     return None
 

@@ -7,8 +7,8 @@ exponential moving average used for sampling. The data position is `step` (see
 `gen_jax.data.BatchSource`), so the checkpoint of this state is the whole run.
 
 A run of vmapped trials (gen_jax.vmap_trials) steps a subclass whose `hparams` hold each
-trial's values of the config fields that differ between trials; families read them with
-`trial_hparams(state)` before falling back to the config. Plain runs' states (and so their
+trial's values of the config fields that differ between trials (they reach the family's
+step as its `hparams` argument, see gen_jax.family). Plain runs' states (and so their
 checkpoints) are unchanged.
 """
 
@@ -33,12 +33,6 @@ class TrainState:
   model_state: Any = flax.struct.field(default_factory=dict)
 
 
-def trial_hparams(state: TrainState) -> dict:
-  """{config field: traced () value} of a vmapped trial's state (gen_jax.vmap_trials), or
-  {} in a plain run, whose step then reads the config's Python numbers as before."""
-  return getattr(state, 'hparams', {})
-
-
 def ema_update(ema_params, params, decay, step: jax.Array):
   """ema <- d ema + (1 - d) params, with d = min(decay, (1 + step) / (10 + step)).
 
@@ -54,7 +48,8 @@ def ema_update(ema_params, params, decay, step: jax.Array):
 
 
 def gradient_update(loss_fn: Callable, optimizer: optax.GradientTransformation, params,
-                    opt_state, batch, rng, has_state: bool = False, model_state=None):
+                    opt_state, batch, rng, has_state: bool = False, model_state=None,
+                    peak_lr=None):
   """One data-parallel gradient step, written for one device.
 
   The gradient of this device's loss is averaged over the `data` axis with
@@ -69,6 +64,8 @@ def gradient_update(loss_fn: Callable, optimizer: optax.GradientTransformation, 
     rng: this device's key.
     has_state: whether loss_fn takes and returns model_state.
     model_state: non-trained variables (e.g. batch statistics).
+    peak_lr: the peak learning rate, for an optimizer of `gen_jax.optim.make_optimizer`
+      (a Python number, or a vmapped trial's traced one); None: the optimizer takes none.
   Returns:
     (params, opt_state, metrics, model_state); metrics include `grad_norm`.
   """
@@ -81,7 +78,8 @@ def gradient_update(loss_fn: Callable, optimizer: optax.GradientTransformation, 
     (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(varying, batch, rng)
   grads = lax.pmean(grads, parallel.DATA_AXIS)
   metrics = lax.pmean(dict(metrics, loss=loss), parallel.DATA_AXIS)
-  updates, opt_state = optimizer.update(grads, opt_state, params)
+  extra = {} if peak_lr is None else {'peak_lr': peak_lr}
+  updates, opt_state = optimizer.update(grads, opt_state, params, **extra)
   params = optax.apply_updates(params, updates)
   metrics['grad_norm'] = optax.tree.norm(grads)
   return params, opt_state, metrics, model_state

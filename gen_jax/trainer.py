@@ -1,13 +1,12 @@
 """The one train loop: steps, EMA, logging, checkpoints, samples, preemption.
 
-Every family plugs in through the `Experiment` protocol below; the loop itself knows
-nothing about diffusion, VAEs or GANs.
+Every family plugs in through `gen_jax.family.Experiment`; the loop itself knows nothing
+about diffusion, VAEs or GANs.
 """
 
 import math
 import sys
 import time
-from typing import Any, Protocol
 
 import jax
 import jax.numpy as jnp
@@ -20,36 +19,8 @@ from gen_jax import preemption
 from gen_jax import run_config
 from gen_jax import workdir_lock
 from gen_jax.errors import UserError
+from gen_jax.family import Experiment
 from gen_jax.train_state import TrainState
-
-
-class Experiment(Protocol):
-  """What a family provides to the train loop (see experiments/)."""
-  config: Any
-  mesh: jax.sharding.Mesh
-
-  def init_state(self, rng: jax.Array) -> TrainState:
-    """A fresh state from the base key (called under jit, identically on every host)."""
-
-  def train_step(self, state: TrainState, batch: dict, rng: jax.Array):
-    """Per-device update: batch is this device's shard, rng the step's key (the same on
-    every device; see `make_train_step`). Returns (state, metrics) with metrics already `lax.pmean`ed over `data`."""
-
-  def train_batches(self):
-    """A `gen_jax.data.BatchSource` (anything with `.batch(step)` -> host-local dict)."""
-
-  def write_samples(self, state: TrainState, step: int, workdir: str, prefix: str) -> None:
-    """Generates samples (all processes take part) and writes them (process 0)."""
-
-  # Optional:
-  #   finalize_metrics(metrics: dict) -> dict: host-side post-processing of a step's
-  #     metrics before logging (default: unchanged).
-  #   evaluate(state, step) -> dict: 'eval/...' scalars, every `training.eval_every`
-  #     steps (all processes take part; process 0 logs).
-  #   state_sharding() -> the state's shardings (a pytree prefix of it; default:
-  #     replicated on `mesh`), and map_step(per_device) -> the compiled step (default:
-  #     `parallel.map_per_device` over `mesh`): vmapped trials (gen_jax.vmap_trials)
-  #     split a trial axis over devices.
 
 
 def abstract_state(experiment: Experiment, rng: jax.Array):
@@ -57,14 +28,8 @@ def abstract_state(experiment: Experiment, rng: jax.Array):
   shapes = jax.eval_shape(experiment.init_state, rng)
   place = lambda sharding, tree: jax.tree.map(
       lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), tree)
-  return jax.tree.map(place, state_sharding(experiment), shapes,
+  return jax.tree.map(place, experiment.state_sharding(), shapes,
                       is_leaf=lambda x: isinstance(x, jax.sharding.Sharding))
-
-
-def state_sharding(experiment: Experiment):
-  """Where the state lives: replicated on every device, unless the experiment says."""
-  placed = getattr(experiment, 'state_sharding', None)
-  return placed() if placed else parallel.replicated(experiment.mesh)
 
 
 def agree_all(ok: bool) -> bool:
@@ -83,7 +48,7 @@ def restore_or_init(experiment: Experiment, ckpt: checkpoint.Checkpointer) -> Tr
     return ckpt.restore_newest_intact(
         abstract_state(experiment, rng), set_aside=True, agree=agree_all,
         say=lambda m: _say(jax.process_index() == 0, m, sys.stderr))
-  init = jax.jit(experiment.init_state, out_shardings=state_sharding(experiment))
+  init = jax.jit(experiment.init_state, out_shardings=experiment.state_sharding())
   return init(rng)
 
 
@@ -110,20 +75,18 @@ def make_train_step(experiment: Experiment):
 
   def per_device(state: TrainState, batch):
     rng = jax.random.fold_in(state.rng, state.step)
-    new_state, metrics = experiment.train_step(state, batch, rng)
+    new_state, metrics = experiment.train_step(state, batch, rng,
+                                               experiment.step_hparams(state))
     return new_state.replace(step=state.step + 1), metrics
 
-  if hasattr(experiment, 'map_step'):
-    return experiment.map_step(per_device)
-  return parallel.map_per_device(
-      per_device, experiment.mesh, in_specs=(parallel.REPLICATED, parallel.SHARDED),
-      out_specs=(parallel.REPLICATED, parallel.REPLICATED), donate_argnums=(0,))
+  return experiment.map_step(per_device)
 
 
 def make_guarded_step(experiment: Experiment):
   """The train step, plus two things the loop needs from every step at no extra sync.
 
-  * A step whose loss or gradient norm is non-finite is not applied, nor is any step
+  * A step with a non-finite watched metric (the experiment's WATCHED_METRICS: its
+    losses and gradient norm) is not applied, nor is any step
     after it (a step applies only when the state's step is the host's `step`), so after
     a NaN the state is still the last finite one, and the loop saves it.
   * Every process's stop request (SIGTERM / Ctrl-C) enters the step as `stop`, one
@@ -139,10 +102,10 @@ def make_guarded_step(experiment: Experiment):
   def guarded(state, batch, step, stop):
     new_state, metrics = mapped(state, batch)
     finite = jnp.ones((), bool)
-    for key in ('loss', 'grad_norm'):
+    for key in experiment.WATCHED_METRICS:
       if key in metrics:
         finite = finite & jnp.isfinite(metrics[key])
-    # Vmapped trials (loss (N,)) go on while any trial is finite, as finalize_metrics does.
+    # Vmapped trials (metrics (N,)) go on while any trial is finite, as finalize_metrics does.
     ok = jnp.any(finite) & jnp.all(state.step == step)
     new_state = jax.tree.map(lambda n, o: jnp.where(ok, n, o), new_state, state)
     return new_state, {**metrics, '_stop': jnp.max(stop)}
@@ -153,10 +116,9 @@ def make_guarded_step(experiment: Experiment):
 def nan_advice(config) -> str:
   """What to change after a non-finite loss, for this config's optimizer settings."""
   o = config.optim
-  if config.get('family') == 'gan' and 'gan' in config:
-    tips = [f'lower gan.g_lr / gan.d_lr (now {config.gan.g_lr:g} / {config.gan.d_lr:g})']
-  else:
-    tips = [f'lower optim.lr (now {o.lr:g})']
+  rates = [name for name in o if name.endswith('lr')]  # optim.lr, or each player's
+  tips = [f'lower {" / ".join(f"optim.{n}" for n in rates)} '
+          f'(now {" / ".join(f"{o[n]:g}" for n in rates)})']
   tips.append(f'a longer optim.warmup_steps (now {o.warmup_steps})')
   tips.append(f'a smaller optim.grad_clip (now {o.grad_clip:g})' if o.grad_clip > 0 else
               'optim.grad_clip=1 (clipping is off)')
@@ -197,7 +159,7 @@ def train(experiment: Experiment, workdir: str, evaluate=None) -> str:
   """Trains to `training.num_steps`, resuming from the newest intact checkpoint in `workdir`.
 
   `evaluate(state, step) -> {'eval/...': value}` runs every `training.eval_every` steps
-  (default: the experiment's own `evaluate`, if it has one).
+  (default: the experiment's own `evaluate`).
 
   Returns:
     'done', or 'preempted' when SIGTERM or Ctrl-C arrived (a checkpoint of the current
@@ -250,9 +212,8 @@ class _Loop:
     self.config = experiment.config
     self.tcfg = self.config.training
     self.is_chief = jax.process_index() == 0
-    self.finalize = getattr(experiment, 'finalize_metrics', lambda m: m)
-    self.evaluate = evaluate or getattr(experiment, 'evaluate', None)
-    self.eval_every = self.tcfg.get('eval_every', 0) if self.evaluate else 0
+    self.evaluate = evaluate or experiment.evaluate
+    self.eval_every = self.tcfg.get('eval_every', 0)
     self.last_saved = ckpt.latest_step()
     self.state = None
     self.pending = None  # (step, metrics) of the last step, fetched one step late
@@ -289,9 +250,10 @@ class _Loop:
           experiment.write_samples(self.state, done, self.workdir, prefix='train')
         if self.eval_every and (done % self.eval_every == 0 or done == tcfg.num_steps):
           scalars = self.evaluate(self.state, done)
-          self.logger.write(done, scalars)
-          _say(self.is_chief, f'eval at step {done}: ' +
-               ', '.join(f'{k} {v:.4g}' for k, v in scalars.items()))
+          if scalars:  # a family without metrics of its own (and no sample metrics)
+            self.logger.write(done, scalars)
+            _say(self.is_chief, f'eval at step {done}: ' +
+                 ', '.join(f'{k} {v:.4g}' for k, v in scalars.items()))
       except preemption.Interrupted as e:  # a single-process run, mid-grid or mid-eval
         return self.stop(str(e))
     if self.pending:
@@ -330,8 +292,9 @@ class _Loop:
     tcfg = self.tcfg
     metrics = jax.device_get(metrics)
     stop = bool(metrics.pop('_stop'))
-    metrics = self.finalize(metrics)
-    bad = [k for k in ('loss', 'grad_norm') if k in metrics and not np.isfinite(metrics[k])]
+    metrics = self.experiment.finalize_metrics(metrics)
+    bad = [k for k in self.experiment.WATCHED_METRICS
+           if k in metrics and not np.isfinite(metrics[k])]
     if bad:
       # The guarded step applied neither this step nor any after it: the state is the
       # last finite one. Save it, so the rerun with the advice resumes right there.
@@ -350,7 +313,7 @@ class _Loop:
       scalars['train/steps_per_s'] = rate
       self.logger.write(step, scalars)
       shown = ' | '.join(f'{k} {v:.4g}' for k, v in metrics.items()
-                         if k in ('loss', 'grad_norm', 'd_loss', 'g_loss', 'elbo'))
+                         if k in self.experiment.SHOWN_METRICS)
       _say(self.is_chief, f'step {step}/{tcfg.num_steps} | {shown} | {rate:.2f} steps/s | '
            f'ETA {format_duration(eta)}')
     return stop

@@ -10,9 +10,9 @@ trial axis, stepped by one compiled program: `jax.vmap` of the family's per-devi
 How a trial's values reach its step, so that they are traced values and not constants
 baked into the program:
   * `seed`: the trial's base key (`state.rng` = PRNGKey(seed)) and its own batch order.
-  * every other field: `TrialState.hparams[field]`, a scalar the family reads in its step
-    with `train_state.trial_hparams` (learning rates go through the same warmup/decay
-    schedule, `optim.make_optimizer`).
+  * every other field: `TrialState.hparams[field]`, a scalar that reaches the family's
+    step as its `hparams` argument in place of the config's value (gen_jax.family;
+    learning rates go through the same warmup/decay schedule, `optim.make_optimizer`).
 A family lists the fields it reads that way in `VMAP_FIELDS`; any other field (one that
 changes shapes, run length or the traced code) is refused with a pointer to the launcher
 sweep (`launch.py --sweep=FILE`, gen_jax/sweeps/).
@@ -25,7 +25,8 @@ device (a few scalars per trial).
 
 What lands in the workdir: one checkpoint holding all trials; metrics as
 `train/<name>/trial_<k>` (and `train/loss`, `train/grad_norm`: means over the trials
-that are still finite); samples per trial as `samples/<prefix>_trial<k>_step...`.
+that are still finite, and likewise the family's other watched metrics); samples per trial
+as `samples/<prefix>_trial<k>_step...`.
 """
 
 import dataclasses
@@ -42,6 +43,7 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 import numpy as np
 
+from gen_jax import family as family_lib
 from gen_jax import parallel
 from gen_jax.errors import UserError
 from gen_jax.train_state import TrainState
@@ -63,15 +65,19 @@ _PER_TRIAL = tuple(f.name for f in dataclasses.fields(TrialState) if f.name != '
 # trials share (so the train loop reads and checkpoints it like a plain run's).
 STATE_AXES = TrialState(step=None, **{name: 0 for name in _PER_TRIAL})
 
-# What a trial's value of a field must be (the families say which fields they take).
-_LR = (lambda v: v > 0, 'positive')
-_DECAY = (lambda v: 0 <= v < 1, 'in [0, 1)')
-_VALUE_CHECKS = {
-    'seed': (lambda v: isinstance(v, numbers.Integral) and 0 <= v < 2 ** 31,
-             'an integer in [0, 2^31)'),
-    'optim.lr': _LR, 'gan.g_lr': _LR, 'gan.d_lr': _LR,
-    'optim.ema_decay': _DECAY, 'gan.ema_decay': _DECAY,
-}
+
+
+def _value_check(field: str):
+  """(check, what) a trial's value of `field` must pass (the families say which fields
+  they take): the seed an int32, learning rates (optim.*lr) positive, EMA decays in [0, 1)."""
+  if field == 'seed':
+    return (lambda v: isinstance(v, numbers.Integral) and 0 <= v < 2 ** 31,
+            'an integer in [0, 2^31)')
+  if field.startswith('optim.') and field.endswith('lr'):
+    return lambda v: v > 0, 'positive'
+  if field.endswith('ema_decay'):
+    return lambda v: 0 <= v < 1, 'in [0, 1)'
+  return lambda v: True, ''
 
 
 def _flatten(tree, prefix: str = '') -> dict:
@@ -135,8 +141,8 @@ def trial_devices(num_trials: int, requested_devices: int, mesh) -> int:
   return requested_devices
 
 
-class VmappedTrials:
-  """The Experiment (see gen_jax.trainer) of N trials of `family` in one program.
+class VmappedTrials(family_lib.Experiment):
+  """The Experiment (see gen_jax.family) of N trials of `family` in one program.
 
   Args:
     family: the family's experiment, built on the usual one-axis `data` mesh (it samples
@@ -158,7 +164,7 @@ class VmappedTrials:
       raise UserError('eval.num_samples_train scores one run while training; with '
                       'sweep.vmap set it to 0 (or run a launcher sweep, --sweep=FILE).')
     self.values = trial_values(config)
-    allowed = getattr(family, 'VMAP_FIELDS', ())
+    allowed = family.VMAP_FIELDS
     for field, values in self.values.items():
       if field not in allowed:
         raise UserError(
@@ -166,7 +172,7 @@ class VmappedTrials:
             f'shapes, run length and code, and family {name!r} takes only '
             f'{", ".join(allowed) or "no fields"} per trial; sweep {field} with the '
             f'launcher instead: launch.py --sweep=FILE (README, Sweeps).')
-      check, what = _VALUE_CHECKS.get(field, (lambda v: True, ''))
+      check, what = _value_check(field)
       bad = [v for v in values if not check(v)]
       if bad:
         raise UserError(f'sweep.vmap.{field} values must be {what}, not {bad[0]!r}.')
@@ -179,8 +185,10 @@ class VmappedTrials:
     # so each host feeds the same rows of the batch as in a plain run.
     self.mesh = jax.sharding.Mesh(
         family.mesh.devices.reshape(-1, t), (parallel.DATA_AXIS, TRIAL_AXIS))
-    if hasattr(family, 'evaluate'):
-      self.evaluate = self.per_trial(family.evaluate)
+    self.evaluate = self.per_trial(family.evaluate)
+    self.WATCHED_METRICS = family.WATCHED_METRICS  # pylint: disable=invalid-name
+    self.SHOWN_METRICS = family.SHOWN_METRICS  # pylint: disable=invalid-name
+    self.makes_images, self.image_shape = family.makes_images, family.image_shape
     if jax.process_index() == 0:
       fields = ', '.join(self.values)
       print(f'vmapped trials: {self.num_trials} trials of {fields} in one program, on '
@@ -238,9 +246,13 @@ class VmappedTrials:
       return source
     return _StackedBatches([source.with_seed(int(seed)) for seed in self.seeds])
 
-  def train_step(self, state: TrialState, batch, rng):
+  def train_step(self, state: TrialState, batch, rng, hparams):
     """One trial's per-device step (the train loop's `per_device` vmaps it, see map_step)."""
-    return self.family.train_step(state, batch, rng)
+    return self.family.train_step(state, batch, rng, hparams)
+
+  def step_hparams(self, state: TrialState) -> dict:
+    """The family's `hparams`, with this trial's own (traced) values where it has them."""
+    return {**self.family.hparams(), **state.hparams}
 
   def map_step(self, per_device):
     """jit(shard_map(vmap(per_device))) over the (data, trial) mesh, state donated.
@@ -274,19 +286,20 @@ class VmappedTrials:
                                    donate_argnums=(0,))
 
   def finalize_metrics(self, metrics: dict) -> dict:
-    """{name: (N,)} -> {'loss', 'grad_norm' (means over finite trials), '<name>/trial_<k>'}.
+    """{name: (N,)} -> {watched metric (mean over finite trials), '<name>/trial_<k>'}.
 
-    A trial whose loss turns non-finite is reported once and left out of the means; the
-    others train on (the run stops, keeping its last good checkpoint, only when all have).
+    A trial with a non-finite watched metric (the family's WATCHED_METRICS, e.g. loss and
+    grad_norm) is reported once and left out of the means; the others train on (the run
+    stops, keeping its last good checkpoint, only when all have).
     """
-    finalize = getattr(self.family, 'finalize_metrics', lambda m: m)
     per_trial = {}
     for k in range(self.num_trials):
-      trial = finalize({name: np.asarray(value)[k] for name, value in metrics.items()})
+      trial = self.family.finalize_metrics({name: np.asarray(value)[k]
+                                            for name, value in metrics.items()})
       per_trial.update({f'{name}/trial_{k}': value for name, value in trial.items()})
-    loss = np.asarray(metrics['loss'], np.float64)
-    grad_norm = np.asarray(metrics.get('grad_norm', loss), np.float64)
-    finite = np.isfinite(loss) & np.isfinite(grad_norm)
+    watched = {name: np.asarray(metrics[name], np.float64)
+               for name in self.WATCHED_METRICS if name in metrics}
+    finite = np.logical_and.reduce([np.isfinite(v) for v in watched.values()])
     for k in sorted(set(np.flatnonzero(~finite).tolist()) - self._diverged):
       self._diverged.add(k)
       if jax.process_index() == 0:
@@ -294,7 +307,7 @@ class VmappedTrials:
         print(f'warning: trial {k} ({overrides}) has a non-finite loss; the other trials '
               f'go on.', flush=True)
     means = {name: float(value[finite].mean()) if finite.any() else float('nan')
-             for name, value in (('loss', loss), ('grad_norm', grad_norm))}
+             for name, value in watched.items()}
     return {**means, **per_trial}
 
   # --- samples and evaluation ----------------------------------------------------------

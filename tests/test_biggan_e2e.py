@@ -28,7 +28,7 @@ TINY_BIGGAN = [
     '--config.sampling.num_samples=20',
     '--config.gan.interp_rows=2',
     '--config.gan.interp_steps=4',
-    '--config.gan.ema_start=3',  # the EMA switches on inside the runs below
+    '--config.optim.ema_start=3',  # the EMA switches on inside the runs below
     '--config.gan.standing_batches=2',
 ]
 KEYS = ('train/d_loss', 'train/g_loss', 'train/d_real', 'train/g_ortho')

@@ -105,7 +105,7 @@ def ddpm_dir(tmp_path_factory, classifier_dir):
   run_launch([*TINY_DDPM, f'--workdir={workdir}', '--config.training.num_steps=6',
               '--config.training.eval_every=3', '--config.eval.num_samples_train=16',
               '--config.sampling.sampler=ddim', '--config.sampling.num_steps=4',
-              '--config.eval.vlb_strata=3', '--config.eval.vlb_examples=16',
+              '--config.eval.vlb_strata=3', '--config.eval.held_out_examples=16',
               *_eval_flags(classifier_dir, cache)], devices=2)
   return workdir, cache
 
@@ -117,7 +117,7 @@ def ddpm_manifest(ddpm_dir, classifier_dir):
   workdir, cache = ddpm_dir
   proc = run_launch([*TINY_DDPM, f'--workdir={workdir}', '--mode=eval',
                      '--config.sampling.sampler=ddim', '--config.sampling.num_steps=4',
-                     '--config.eval.vlb_strata=3', '--config.eval.vlb_examples=16',
+                     '--config.eval.vlb_strata=3', '--config.eval.held_out_examples=16',
                      *_eval_flags(classifier_dir, cache, num_samples=16)], devices=2)
   with open(os.path.join(workdir, 'eval', '6.json')) as f:
     return json.load(f), proc.stdout
@@ -234,7 +234,7 @@ def test_eval_checks_what_it_needs_before_sampling(ddpm_dir, classifier_dir, tmp
   workdir, _ = ddpm_dir
   base = [*TINY_DDPM, f'--workdir={workdir}', '--mode=eval', '--config.sampling.sampler=ddim',
           '--config.sampling.num_steps=4', '--config.eval.vlb_strata=3',
-          '--config.eval.vlb_examples=16',
+          '--config.eval.held_out_examples=16',
           *_eval_flags(classifier_dir, str(tmp_path / 'cache'), num_samples=32)]
   cases = [
       ([f'--config.eval.classifier_workdir={tmp_path}/no_classifier'],

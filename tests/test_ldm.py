@@ -86,3 +86,34 @@ def test_latent_that_does_not_fit_the_unet(tmp_path):
                      f'--config.ldm.autoencoder_workdir={vae_dir}',
                      '--config.model.ch_mult=(1,2,2,2)'], check=False)
   assert_one_line_error(proc, 'does not fit the U-Net')
+
+
+def test_a_trained_vae_loads_without_any_data(tmp_path, monkeypatch):
+  """load_run restores the VAE's parameters into its network from the checkpoint alone."""
+  import jax  # pylint: disable=g-import-not-at-top
+  import experiments  # pylint: disable=g-import-not-at-top
+  from gen_jax import checkpoint  # pylint: disable=g-import-not-at-top
+  from gen_jax import data  # pylint: disable=g-import-not-at-top
+  from gen_jax import parallel  # pylint: disable=g-import-not-at-top
+  vae_dir = str(tmp_path / 'vae')
+  run_launch([*TINY_VAE, f'--workdir={vae_dir}', '--config.training.num_steps=1'])
+
+  def no_data(*args, **kwargs):
+    raise AssertionError('load_run loaded data')
+
+  for name in ('load_dataset', 'load_train_data', 'load_held_out'):
+    monkeypatch.setattr(data, name, no_data)
+  config, vae, state = experiments.load_run(vae_dir, parallel.make_mesh(), 'vae', 'field', 'hint')
+  assert vae.image_shape == (8, 8, 1) and int(state.step) == 1
+  # The restored parameters are the checkpoint's (an independent read of the saved tree).
+  ckpt = checkpoint.Checkpointer(vae_dir, async_save=False)
+  try:
+    saved = ckpt.saved_shapes()
+  finally:
+    ckpt.close()
+  restored = {'/'.join(str(getattr(k, 'key', k)) for k in path): leaf.shape for path, leaf in
+              jax.tree_util.tree_flatten_with_path(state.ema_params)[0]}
+  assert restored == {name[len('ema_params/'):]: shape for name, shape in saved.items()
+                      if name.startswith('ema_params/')}
+  latents = vae.encode(state.ema_params, jax.numpy.zeros((2, 8, 8, 1)))[0]
+  assert latents.shape == (2, 4, 4, 2) and config.family == 'vae'

@@ -3,7 +3,6 @@
 import json
 import os
 import shutil
-import types
 
 import jax
 import ml_collections
@@ -12,6 +11,7 @@ import pytest
 
 import experiments
 from configs import ddpm
+from gen_jax import family as family_lib
 from gen_jax import parallel
 from gen_jax import trainer
 from gen_jax import vmap_trials
@@ -26,6 +26,25 @@ VMAP = "{'seed': [1, 2], 'optim': {'lr': [1e-3, 3e-3], 'ema_decay': [0.995, 0.9]
 VMAPPED = [*TINY_DDPM, f'--config.sweep.vmap={VMAP}', '--config.optim.lr=2e-3',
            '--config.optim.ema_decay=0.5', f'--config.training.checkpoint_every={STEPS // 2}',
            f'--config.training.num_steps={STEPS}']
+
+
+class _Family(family_lib.Experiment):
+  """A family that only says which fields its trials may vary (nothing is trained)."""
+
+  def __init__(self, config, vmap_fields):
+    self.config, self.mesh, self.VMAP_FIELDS = config, parallel.make_mesh(), vmap_fields
+
+  def init_state(self, rng):
+    raise NotImplementedError
+
+  def train_batches(self):
+    raise NotImplementedError
+
+  def train_step(self, state, batch, rng, hparams):
+    raise NotImplementedError
+
+  def write_samples(self, state, step, workdir, prefix):
+    raise NotImplementedError
 
 
 def _restore(workdir: str):
@@ -112,8 +131,7 @@ def test_a_field_that_changes_shapes_is_refused(tmp_path):
 def test_bad_vmap_settings(vmap, needle):
   config = ddpm.get_config()
   config.sweep.vmap = vmap
-  family = types.SimpleNamespace(config=config, mesh=parallel.make_mesh(),
-                                 VMAP_FIELDS=('seed', 'optim.lr', 'optim.ema_decay'))
+  family = _Family(config, ('seed', 'optim.lr', 'optim.ema_decay'))
   with pytest.raises(UserError, match=needle) as e:
     vmap_trials.VmappedTrials(family)
   assert '\n' not in str(e.value)
@@ -122,7 +140,7 @@ def test_bad_vmap_settings(vmap, needle):
 def test_trials_and_eval_modes_do_not_mix():
   config = ddpm.get_config()
   config.sweep.vmap = {'seed': [0, 1]}
-  family = types.SimpleNamespace(config=config, mesh=parallel.make_mesh(), VMAP_FIELDS=('seed',))
+  family = _Family(config, ('seed',))
   with pytest.raises(UserError, match='--mode=eval scores one run'):
     vmap_trials.VmappedTrials(family, mode='eval')
   config.training.eval_every, config.eval.num_samples_train = 100, 64
@@ -133,8 +151,7 @@ def test_trials_and_eval_modes_do_not_mix():
 def test_a_diverged_trial_is_reported_and_left_out_of_the_means(capsys):
   config = ddpm.get_config()
   config.sweep.vmap = {'optim': {'lr': [1e-3, 1.0, 2e-3]}}
-  family = types.SimpleNamespace(config=config, mesh=parallel.make_mesh(),
-                                 VMAP_FIELDS=('optim.lr',))
+  family = _Family(config, ('optim.lr',))
   trials = vmap_trials.VmappedTrials(family)
   metrics = {'loss': np.array([0.5, np.nan, 0.25], np.float32),
              'grad_norm': np.array([1.0, np.inf, 3.0], np.float32)}
