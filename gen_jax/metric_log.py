@@ -55,6 +55,8 @@ class MetricLogger:
     summary = summary_pb2.Summary(value=[
         summary_pb2.Summary.Value(tag=k, simple_value=v) for k, v in values.items()])
     self._write_event(event_pb2.Event(wall_time=time.time(), step=int(step), summary=summary))
+    # A live TensorBoard (or a killed run's events file) sees every step written so far.
+    self.flush()
 
   def _write_event(self, event) -> None:
     self._tb.write(event.SerializeToString())

@@ -14,7 +14,6 @@ exactly pmap's semantics, tested against one device.
 """
 
 import os
-import re
 from typing import Any, Callable
 
 import jax
@@ -66,12 +65,6 @@ def configure_cpu_devices(count: int) -> None:
   if _DEVICE_COUNT_FLAG in flags:
     return  # The user's XLA_FLAGS win.
   os.environ['XLA_FLAGS'] = f'{flags} {_DEVICE_COUNT_FLAG}={count}'.strip()
-
-
-def forced_cpu_device_count() -> int | None:
-  """The device count set in XLA_FLAGS, if any."""
-  match = re.search(_DEVICE_COUNT_FLAG + r'=(\d+)', os.environ.get('XLA_FLAGS', ''))
-  return int(match.group(1)) if match else None
 
 
 def initialize_distributed(coordinator_address: str = '', num_processes: int = 0,

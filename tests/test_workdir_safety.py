@@ -136,6 +136,20 @@ def test_metrics_are_cut_back_to_the_restored_step_past_a_cut_off_line(tmp_path)
                               {'step': 3, 'train/loss': 0.25}]
 
 
+def test_tensorboard_sees_each_write_before_the_logger_closes(tmp_path):
+  from tensorboard.backend.event_processing import event_file_loader  # pylint: disable=g-import-not-at-top
+  from tensorboard.compat.proto import event_pb2  # pylint: disable=g-import-not-at-top
+  logger = metric_log.MetricLogger(str(tmp_path))
+  logger.write(7, {'train/loss': 0.25})  # not closed: a live TensorBoard, or a killed run
+  (events,) = (tmp_path / 'tensorboard').iterdir()
+  values = [(e.step, v.tag, v.simple_value)
+            for e in map(event_pb2.Event.FromString,
+                         event_file_loader.RawEventFileLoader(str(events)).Load())
+            for v in e.summary.value]
+  logger.close()
+  assert values == [(7, 'train/loss', 0.25)]
+
+
 # --- config changes under a resume --------------------------------------------------------
 
 
