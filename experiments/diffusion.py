@@ -47,8 +47,14 @@ def validate_unet(m, size: int | None, size_name: str = 'data.image_size') -> No
   # GroupNorm runs on conv_in's ch channels and on every level's ch * mult.
   checks.check_groups('model.num_groups', m.num_groups, [m.ch] + [m.ch * k for k in ch_mult],
                       'model.ch and model.ch * model.ch_mult')
-  if size is None:
-    return
+  if size is not None:
+    validate_unet_size(m, size, size_name)
+
+
+def validate_unet_size(m, size: int, size_name: str = 'data.image_size') -> None:
+  """One-line errors for a U-Net (fields already checked by `validate_unet`) whose input
+  side `size` its levels cannot downsample, or whose attention resolutions it lacks."""
+  ch_mult, attn = tuple(m.ch_mult), tuple(m.attn_resolutions)
   scale = 2 ** (len(ch_mult) - 1)
   if size % scale:
     raise UserError(f'{size_name}={size} must divide by 2^(len(model.ch_mult)-1)={scale} '

@@ -307,36 +307,27 @@ class GANExperiment(family.Experiment):
 
   # --- sampling -----------------------------------------------------------------------
   @functools.cached_property
-  def _generate_fn(self):
-    """jit(shard_map(G in inference mode)) over z and class weights split by device."""
+  def _rows(self):
+    return parallel.RowMapper(self.mesh)
 
-    def per_device(params, g_state, z, class_weights):
-      return self._generate(params, g_state, z, class_weights, train=False)[0]
-
-    return parallel.map_per_device(
-        per_device, self.mesh,
-        in_specs=(parallel.REPLICATED, parallel.REPLICATED, parallel.SHARDED, parallel.SHARDED),
-        out_specs=parallel.SHARDED)
+  def _generate_rows(self, params_and_state, z, class_weights):  # per device: (b, Z), (b, K)
+    params, g_state = params_and_state
+    return self._generate(params, g_state, z, class_weights, train=False)[0]
 
   def generate(self, state: TrainState, z: np.ndarray, class_weights: np.ndarray,
                use_ema: bool = True) -> np.ndarray:
     """Samples of the EMA generator (or the live one) (N, ...) for z (N, Z) and class
     weights (N, K).
 
-    Any N: the inputs are padded to a multiple of the device count. All processes call it.
+    Any N (`parallel.RowMapper` splits it over the devices). All processes call it.
     """
-    n, pad = len(z), (-len(z)) % self.mesh.devices.size
-    z = np.concatenate([z, np.zeros((pad,) + z.shape[1:], z.dtype)]).astype(np.float32)
-    class_weights = np.concatenate(
-        [class_weights, np.zeros((pad,) + class_weights.shape[1:])]).astype(np.float32)
     params = state.ema_params if use_ema else state.params['generator']
     g_state = state.model_state.get('generator', {})
     if self.config.gan.sample_bn_stats == 'standing':
       g_state = {**g_state, 'batch_stats': self.standing_stats(state, use_ema)}
-    samples = self._generate_fn(params, g_state,
-                                parallel.shard_host_array(z, self.mesh),
-                                parallel.shard_host_array(class_weights, self.mesh))
-    return np.asarray(parallel.global_to_host(samples))[:n]
+    return np.asarray(self._rows(self._generate_rows, (params, g_state),
+                                 np.asarray(z, np.float32),
+                                 np.asarray(class_weights, np.float32)))
 
   @functools.cached_property
   def _standing_stats_fn(self):

@@ -20,10 +20,11 @@ import experiments
 from experiments import diffusion
 from gen_jax import checkpoint
 from gen_jax import data
+from gen_jax import parallel
 from gen_jax.errors import UserError
 from gen_jax.train_state import TrainState
 
-_ENCODE_CHUNK = 512  # images per jitted encoder call
+_ENCODE_CHUNK = 512  # images per compiled encoder / decoder call (over all devices)
 
 
 class Autoencoder:
@@ -40,22 +41,24 @@ class Autoencoder:
                       f'diffusion needs a spatial (h, w, c) one (configs/vae_spatial.py).')
     self.step = int(jax.device_get(state.step))
     self.params = jax.device_get(state.ema_params)
-    self._encode = jax.jit(lambda p, x: self.vae.encode(p, x)[0])  # posterior means
-    self._decode = jax.jit(self.vae.decode_images)
+    self._rows = parallel.RowMapper(mesh)
 
   def fingerprint(self) -> str:
     """sha256 of the parameters and latent shape (16 hex digits)."""
     return checkpoint.fingerprint(self.params, repr(self.latent_shape))
 
+  def _posterior_mean(self, params, x):  # per device: (b, H, W, C) -> (b, h, w, c)
+    return self.vae.encode(params, x)[0]
+
   def encode(self, images: np.ndarray) -> np.ndarray:
     """(N, H, W, C) images in [-1, 1] -> (N, h, w, c) posterior means."""
-    return np.concatenate([np.asarray(self._encode(self.params, images[i:i + _ENCODE_CHUNK]))
-                           for i in range(0, len(images), _ENCODE_CHUNK)])
+    return self._rows.in_chunks(self._posterior_mean, self.params, images,
+                                chunk=min(_ENCODE_CHUNK, len(images)))
 
   def decode(self, latents: np.ndarray) -> np.ndarray:
     """(N, h, w, c) latents -> (N, H, W, C) images in [-1, 1]."""
-    return np.concatenate([np.asarray(self._decode(self.params, latents[i:i + _ENCODE_CHUNK]))
-                           for i in range(0, len(latents), _ENCODE_CHUNK)])
+    return self._rows.in_chunks(self.vae.decode_images, self.params, latents,
+                                chunk=min(_ENCODE_CHUNK, len(latents)))
 
   def encoded(self, dataset: data.ArrayDataset, name: str) -> np.ndarray:
     """The latents of `dataset`, from the cache when this VAE encoded it before."""
@@ -88,7 +91,7 @@ class LatentDiffusionExperiment(diffusion.DiffusionExperiment):
       raise UserError(f'the VAE latent {self.autoencoder.latent_shape} does not fit the U-Net: '
                       f'its side must be square and divide by 2^(len(model.ch_mult)-1)='
                       f'{2 ** (levels - 1)}; change model.ch_mult or the VAE.')
-    diffusion.validate_unet(config.model, h, 'the VAE latent side')  # before any encoding
+    diffusion.validate_unet_size(config.model, h, 'the VAE latent side')  # before encoding
     images = data.load_dataset(self.autoencoder.config.data, config.data.train_split)
     latents = self.autoencoder.encoded(images, f'{config.data.train_split}')
     self.scale = latent_scale(latents)
