@@ -1,6 +1,10 @@
-"""One module per family; `build(config)` returns the family's Experiment, and
-`load_run(workdir)` a trained run's experiment and latest state (VAEs for latent
-diffusion, classifiers for evaluation)."""
+"""The application: one module per family, each a `gen_jax.family.Experiment`, the
+evaluation program (evaluation.py) and what `launch.py` runs (programs.py).
+
+`build(config, mesh)` returns the family's Experiment; `load_run(workdir)` a trained run's
+experiment and latest state, without loading its data (VAEs for latent diffusion,
+classifiers for evaluation). Nothing in `gen_jax` imports this package.
+"""
 
 import importlib
 import json
@@ -32,13 +36,18 @@ def build(config, mesh):
   if config.family not in FAMILIES:
     raise UserError(f'unknown family {config.family!r} in the config; '
                     f'known: {", ".join(sorted(FAMILIES))}.')
-  module_name, class_name = FAMILIES[config.family].split(':')
-  cls = getattr(importlib.import_module(module_name), class_name)
+  cls = _family_class(config.family)
   problem = family.contract_problem(cls)
   if problem:
-    raise UserError(f'family {config.family!r} ({module_name}.{class_name}) cannot be built: '
+    raise UserError(f'family {config.family!r} ({FAMILIES[config.family]}) cannot be built: '
                     f'{problem}.')
   return cls(config, mesh)
+
+
+def _family_class(name: str):
+  """The class `FAMILIES[name]` names (its module imported on demand)."""
+  module_name, class_name = FAMILIES[name].split(':')
+  return getattr(importlib.import_module(module_name), class_name)
 
 
 def read_run_config(workdir: str, family: str, field: str = '--workdir', hint: str = ''):
@@ -83,13 +92,11 @@ def load_run(workdir: str, mesh, family_name: str, field: str, train_hint: str):
   from gen_jax import trainer  # pylint: disable=g-import-not-at-top
   config = read_run_config(workdir, family_name, field,
                            hint=f'train a {family_name} run first: {train_hint}')
-  module_name, class_name = FAMILIES[family_name].split(':')
-  cls = getattr(importlib.import_module(module_name), class_name)
   ckpt = checkpoint.Checkpointer(os.path.abspath(workdir), async_save=False)
   try:
     shapes = ckpt.saved_shapes()  # one-line error when there is no checkpoint
   finally:
     ckpt.close()
-  experiment = cls.from_saved_shapes(config, mesh, shapes)
+  experiment = _family_class(family_name).from_saved_shapes(config, mesh, shapes)
   state = trainer.restore_latest(experiment, os.path.abspath(workdir))
   return config, experiment, state

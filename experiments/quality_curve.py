@@ -217,7 +217,7 @@ def main(argv=None) -> dict:
   evaluator.prepare(floor=config.eval.floor)
   result = {'run': os.path.basename(workdir), 'workdir': workdir, 'family': family,
             'num_samples': args.num_samples, 'seed': config.eval.seed,
-            'sampler': getattr(experiment, 'sampler_settings', dict)(),
+            'sampler': experiment.sampler_settings(),
             'params': 'ema' if config.eval.use_ema else 'raw',
             'feature_extractor': evaluator.extractor().describe(),
             'reference': {'split': config.eval.split, 'n': len(evaluator.reference()[0])},
@@ -225,7 +225,7 @@ def main(argv=None) -> dict:
   out = os.path.abspath(args.out or os.path.join(workdir, 'quality_curve'))
   for label, at, path in externals:  # first: a bad file fails before any sampling
     images, external = evaluation.load_samples(
-        path, config.data.image_size, getattr(experiment, 'image_shape', (None,))[-1],
+        path, config.data.image_size, (experiment.image_shape or (None,))[-1],
         max(config.eval.pr_neighbours + 1, config.eval.is_splits, 2))
     result['points'].append({'label': label, 'step': None, 'minutes': at, 'external': external,
                              'metrics': evaluator.score(images)})
