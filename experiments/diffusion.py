@@ -42,8 +42,7 @@ def validate_unet(m, size: int | None, size_name: str = 'data.image_size') -> No
   ch_mult = checks.check_int_tuple('model.ch_mult', m.ch_mult, '(1,2,2)')
   checks.check_int('model.num_res_blocks', m.num_res_blocks, 0)
   checks.check_number('model.dropout', m.dropout, 0.0, 1.0)
-  attn = checks.check_int_tuple('model.attn_resolutions', m.attn_resolutions, '(16,)',
-                                min_length=0)
+  checks.check_int_tuple('model.attn_resolutions', m.attn_resolutions, '(16,)', min_length=0)
   # GroupNorm runs on conv_in's ch channels and on every level's ch * mult.
   checks.check_groups('model.num_groups', m.num_groups, [m.ch] + [m.ch * k for k in ch_mult],
                       'model.ch and model.ch * model.ch_mult')

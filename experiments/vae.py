@@ -21,7 +21,6 @@ import numpy as np
 from experiments import base
 from experiments import config_checks
 from gen_jax import data
-from gen_jax import optim
 from gen_jax import parallel
 from gen_jax import rng_streams
 from gen_jax import viz
