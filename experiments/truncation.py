@@ -90,15 +90,22 @@ def plot(result: dict, path: str) -> None:
                  fontsize=8)
     ax.axis('off')
   ax = fig.add_subplot(2, 1, 2)
-  ts = [r['truncation'] for r in rows]
-  ax.plot(ts, [r['metrics']['fid'] for r in rows], marker='o', label='FID')
+  cut = [r for r in rows if r['truncation'] > 0]  # lines over the thresholds
+  off = [r for r in rows if r['truncation'] == 0]  # no truncation: a dashed level
+  ax.plot([r['truncation'] for r in cut], [r['metrics']['fid'] for r in cut], marker='o',
+          label='FID')
+  for r in off:
+    ax.axhline(r['metrics']['fid'], color='C0', linestyle='--', label='FID, no truncation')
   ax.axhline(result['floor']['fid'], color='gray', linestyle=':', label='FID of real data')
-  ax.set_xlabel('truncation threshold (0: off)')
+  ax.set_xlabel('truncation threshold')
   ax.set_ylabel('classifier FID')
   if all('inception_score' in r['metrics'] for r in rows):
     twin = ax.twinx()
-    twin.plot(ts, [r['metrics']['inception_score'] for r in rows], marker='s', color='C1',
-              label='IS')
+    twin.plot([r['truncation'] for r in cut], [r['metrics']['inception_score'] for r in cut],
+              marker='s', color='C1', label='IS')
+    for r in off:
+      twin.axhline(r['metrics']['inception_score'], color='C1', linestyle='--',
+                   label='IS, no truncation')
     twin.set_ylabel('Inception Score (classifier)')
     twin.legend(loc='upper right', fontsize=8)
   ax.legend(loc='upper left', fontsize=8)
