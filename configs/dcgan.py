@@ -34,6 +34,7 @@ def get_gan_config() -> ml_collections.ConfigDict:
   config.model.embed_dim = 16  # conditional G: class embedding concatenated to z.
   config.model.bn_momentum = 0.9  # decay of G's BatchNorm running statistics (sampling).
   config.model.init = 'dcgan'  # kernel init: 'dcgan' N(0,0.02), 'orthogonal' (BigGAN), 'lecun'.
+  config.model.d_norm = 'none'  # dcgan D: 'batch' (batch statistics after conv 2..k) or 'none'.
   config.model.bn_epsilon = 1e-5  # biggan: G's BatchNorm epsilon.
   config.model.g_ch_mults = (4, 4, 4)  # biggan: G block i has g_ch * g_ch_mults[i] channels.
   config.model.d_ch_mults = (4, 4, 4, 4)  # biggan: D block i has d_ch * d_ch_mults[i] channels.

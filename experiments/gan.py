@@ -77,6 +77,15 @@ def validate(config) -> None:
       (g.ortho_reg >= 0, f'gan.ortho_reg must be >= 0 (0: off), not {g.ortho_reg}'),
       (o.ema_start >= 0, f'optim.ema_start must be >= 0, not {o.ema_start}'),
       (m.init in dcgan.INITS, f'model.init must be one of {dcgan.INITS}, not {m.init!r}'),
+      (m.d_norm in dcgan.D_NORMS,
+       f'model.d_norm must be one of {dcgan.D_NORMS}, not {m.d_norm!r}'),
+      (m.d_norm == 'none' or m.arch == 'dcgan',
+       f"model.d_norm={m.d_norm!r} is for model.arch='dcgan'; set model.d_norm='none'"),
+      # R1's input gradient would flow through the batch statistics (coupling examples,
+      # and devices differently from one device): a different penalty, so refused.
+      (m.d_norm == 'none' or g.r1_gamma == 0,
+       f"gan.r1_gamma={g.r1_gamma} needs model.d_norm='none' (a batch-normalised D couples "
+       "the examples' input gradients); set one of them to 0 / 'none'"),
       (config.data.dataset != 'ring8' or m.arch == 'mlp',
        "data.dataset='ring8' holds 2-d points: set model.arch='mlp'"),
       (m.arch != 'dcgan' or (size >= 8 and 4 * 2 ** round(np.log2(size / 4)) == size),
@@ -165,7 +174,8 @@ class GANExperiment(family.Experiment):
           axis_name=parallel.DATA_AXIS, init_scheme=m.init)
       self.discriminator = dcgan.DCGANDiscriminator(
           image_size=self.sample_shape[0], ch=m.d_ch, num_classes=self.num_classes,
-          spectral_norm=g.spectral_norm, init_scheme=m.init)
+          spectral_norm=g.spectral_norm, init_scheme=m.init, norm=m.d_norm,
+          axis_name=parallel.DATA_AXIS)
     elif m.arch == 'biggan':
       if len(self.sample_shape) != 3:
         raise UserError(f"model.arch='biggan' needs images; {config.data.dataset!r} has "

@@ -168,3 +168,18 @@ def test_ring8_metrics_on_hand_made_points():
   m = toy_data.ring_metrics(test.images)
   assert test.images.shape == (2000, 2) and m['modes_covered'] == 8
   assert m['high_quality_fraction'] == pytest.approx(0.989, abs=0.01)
+
+
+def test_batch_stat_norm_matches_the_closed_form():
+  """Each channel normalised by its batch mean and (biased) variance, then scaled and
+  shifted; the discriminator normalises every conv but the first."""
+  x = np.random.default_rng(0).normal(2.0, 3.0, (5, 4, 4, 3)).astype(np.float32)
+  norm = dcgan.BatchStatNorm()
+  params = {'params': {'scale': jnp.array([1.0, 2.0, 0.5]), 'bias': jnp.array([0.0, 1.0, -1.0])}}
+  mean, var = x.mean((0, 1, 2)), x.var((0, 1, 2))
+  expected = (x - mean) / np.sqrt(var + 1e-5) * np.array([1.0, 2.0, 0.5]) + np.array([0, 1, -1])
+  np.testing.assert_allclose(norm.apply(params, x), expected, rtol=1e-4, atol=1e-4)
+  d = dcgan.DCGANDiscriminator(image_size=16, ch=4, norm='batch')
+  variables = d.init(jax.random.PRNGKey(0), jnp.zeros((2, 16, 16, 1)), None, update_stats=False)
+  assert sorted(k for k in variables['params'] if k.startswith('norm')) == ['norm_down1']
+  assert set(variables) == {'params'}  # no running statistics to carry

@@ -110,17 +110,20 @@ def test_tfds_mock_mnist_smoke(tmp_path):
   assert samples['images'].shape == (8, 8, 8, 1)
 
 
-def test_eight_devices_match_one_device(tmp_path):
-  """Synchronised BatchNorm, per-example z, pmean'ed gradients: 8 devices == 1."""
+@pytest.mark.parametrize('d_norm,r1', [('none', 0.5), ('batch', 0.0)])
+def test_eight_devices_match_one_device(tmp_path, d_norm, r1):
+  """Synchronised BatchNorm (G's, and D's batch statistics), per-example z, pmean'ed
+  gradients: 8 devices == 1."""
   args = [*TINY_CGAN, '--config.training.num_steps=5', '--config.gan.spectral_norm=True',
-          '--config.gan.r1_gamma=0.5', '--config.gan.d_steps=2']
+          f'--config.gan.r1_gamma={r1}', '--config.gan.d_steps=2',
+          f'--config.model.d_norm={d_norm}']
   runs = {}
   for devices in (1, 8):
     workdir = str(tmp_path / f'd{devices}')
     run_launch([*args, f'--workdir={workdir}'], devices=devices)
     runs[devices] = read_jsonl(os.path.join(workdir, 'metrics.jsonl'))
   assert [m['step'] for m in runs[1]] == [1, 2, 3, 4, 5]
-  for key in ('train/d_loss', 'train/g_loss', 'train/d_real', 'train/r1'):
+  for key in ('train/d_loss', 'train/g_loss', 'train/d_real') + (('train/r1',) if r1 else ()):
     np.testing.assert_allclose([m[key] for m in runs[8]], [m[key] for m in runs[1]],
                                rtol=1e-4, err_msg=key)
 
@@ -133,6 +136,7 @@ def test_eight_devices_match_one_device(tmp_path):
     ('--config.data.dataset=ring8', "model.arch='mlp'"),
     ('--config.training.eval_every=10', 'training.eval_every'),
     ('--config.gan.ema_decay=0.9', 'gan.ema_decay is now optim.ema_decay'),  # renamed
+    ('--config.model.d_norm=layer', 'model.d_norm'),
 ])
 def test_bad_config_gives_one_line_error(tmp_path, override, needle):
   proc = run_launch([*TINY_DCGAN, f'--workdir={tmp_path}', override], check=False)

@@ -15,10 +15,12 @@ import math
 from typing import Callable
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 
 SPECTRAL = 'spectral'  # variable collection of the spectral-norm power-iteration state
 INITS = ('dcgan', 'orthogonal', 'lecun')
+D_NORMS = ('none', 'batch')
 
 
 def kernel_init(name: str) -> Callable:
@@ -61,6 +63,33 @@ def _logit_head(h, class_weights, num_classes: int, spectral_norm: bool, init: C
     embed = _apply(embed, class_weights, spectral_norm, update_stats)  # (B, F)
     logit = logit + jnp.sum(embed * h, axis=-1)
   return logit
+
+
+class BatchStatNorm(nn.Module):
+  """BatchNorm that always normalises by the current batch's statistics and keeps no
+  running averages: for a discriminator, which only ever runs on training batches (the
+  DCGAN paper's D normalises every layer but the first this way).
+
+  Inside shard_map the mean and mean square are averaged over `axis_name`, so the
+  statistics are those of the global batch and 8 devices compute what 1 does.
+
+  Attributes:
+    axis_name: the mapped device axis (None outside shard_map).
+    epsilon: added to the variance.
+  """
+  axis_name: str | None = None
+  epsilon: float = 1e-5
+
+  @nn.compact
+  def __call__(self, x):  # x: (B, ..., C)
+    axes = tuple(range(x.ndim - 1))
+    mean, mean_sq = jnp.mean(x, axes), jnp.mean(jnp.square(x), axes)  # (C,), (C,)
+    if self.axis_name is not None and not self.is_initializing():
+      mean, mean_sq = jax.lax.pmean((mean, mean_sq), self.axis_name)
+    var = jnp.maximum(mean_sq - jnp.square(mean), 0.0)
+    scale = self.param('scale', nn.initializers.ones, (x.shape[-1],))
+    bias = self.param('bias', nn.initializers.zeros, (x.shape[-1],))
+    return (x - mean) * jax.lax.rsqrt(var + self.epsilon) * scale + bias
 
 
 class DCGANGenerator(nn.Module):
@@ -113,7 +142,8 @@ class DCGANGenerator(nn.Module):
 
 
 class DCGANDiscriminator(nn.Module):
-  """[Conv 4x4/2 -> LeakyReLU(0.2)] x k down to 4x4 -> Dense(1) (+ projection).
+  """[Conv 4x4/2 (-> BatchNorm from the second on) -> LeakyReLU(0.2)] x k down to 4x4
+  -> Dense(1) (+ projection).
 
   Attributes:
     image_size: input side, 4 * 2^k.
@@ -121,12 +151,17 @@ class DCGANDiscriminator(nn.Module):
     num_classes: > 0 adds the projection term for conditional models.
     spectral_norm: wrap every layer in spectral normalisation.
     init_scheme: kernel initialiser name.
+    norm: 'batch' normalises every conv but the first by its batch's statistics
+      (`BatchStatNorm`, as the DCGAN paper's D); 'none' leaves them unnormalised.
+    axis_name: the mapped device axis the batch statistics are averaged over.
   """
   image_size: int = 16
   ch: int = 32
   num_classes: int = 0
   spectral_norm: bool = False
   init_scheme: str = 'dcgan'
+  norm: str = 'none'
+  axis_name: str | None = None
 
   @nn.compact
   def __call__(self, x, class_weights=None, update_stats: bool = True):  # x: (B, H, W, C)
@@ -136,8 +171,10 @@ class DCGANDiscriminator(nn.Module):
     for i in range(k):
       conv = nn.Conv(self.ch * 2 ** i, (4, 4), strides=(2, 2), padding='SAME',
                      kernel_init=init, name=f'down{i}')
-      h = nn.leaky_relu(_apply(conv, h, self.spectral_norm, update_stats),
-                        0.2)  # (B, H/2^(i+1), W/2^(i+1), ch * 2^i)
+      h = _apply(conv, h, self.spectral_norm, update_stats)  # (B, H/2^(i+1), W/2^(i+1), ch * 2^i)
+      if self.norm == 'batch' and i > 0:
+        h = BatchStatNorm(axis_name=self.axis_name, name=f'norm_down{i}')(h)
+      h = nn.leaky_relu(h, 0.2)
     h = h.reshape(h.shape[0], -1)  # (B, 16 * ch * 2^(k-1))
     return _logit_head(h, class_weights, self.num_classes, self.spectral_norm, init,
                        update_stats)
