@@ -182,6 +182,7 @@ def markdown_table(result: dict) -> str:
 
 def plot(result: dict, path: str) -> None:
   import matplotlib
+  import matplotlib.ticker
   matplotlib.use('Agg')
   import matplotlib.pyplot as plt
   fig, axes = plt.subplots(2, 2, figsize=(9, 6.5), dpi=100)
@@ -195,9 +196,12 @@ def plot(result: dict, path: str) -> None:
               marker='s' if external else 'o', linestyle='none' if external else '-')
     if result.get('floor') and key in result['floor']:
       ax.axhline(result['floor'][key], color='gray', linestyle=':', label='real data (floor)')
+    if key == 'fid':
+      ax.set_yscale('log')  # minutes-old models and the floor differ by 20x
+      ax.yaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
     ax.set_xlabel('training minutes (wall clock)')
     ax.set_ylabel(title)
-  axes.flat[0].legend(fontsize=8)
+  axes.flat[-1].legend(fontsize=8, loc='lower right')  # the emptiest panel
   fig.suptitle(f"quality against training minutes ({result['num_samples']} samples per point)")
   fig.tight_layout()
   fig.savefig(path)
