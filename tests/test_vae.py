@@ -166,6 +166,7 @@ def test_decoded_manifold_has_the_grid_shape():
   from experiments.vae import VAEExperiment
   config = vae_config.get_config()
   config.data.image_size, config.model.features, config.model.hidden = 8, (8,), 16
+  config.vae.latent_shape = (2,)  # the manifold of a 2-d latent (the default is 16-d)
   experiment = VAEExperiment(config, parallel.make_mesh())
   state = jax.jit(experiment.init_state)(jax.random.PRNGKey(0))
   images = experiment.manifold(state.params, 6)
