@@ -98,6 +98,9 @@ def get_base_config() -> ml_collections.ConfigDict:
   config.eval.use_ema = True  # sample with the EMA parameters (False: the raw ones).
   config.eval.split = 'train'  # real split the samples are compared with (the reference).
   config.eval.reference_examples = 0  # real examples of eval.split used (0: all of them).
+  # Side the samples and the real data are scored at (0: data.image_size); samples of another
+  # size are resized as the real data is (bilinear), e.g. an 8px model by a 16px classifier.
+  config.eval.image_size = 0
   config.eval.samples_file = ''  # --mode=eval scores this .npz's samples instead of a checkpoint's.
   config.eval.floor = True  # also score data.eval_split against eval.split: the real-data floor.
   config.eval.feature_extractor = 'classifier'  # 'classifier' (a gen_jax run) or 'inception'.

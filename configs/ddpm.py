@@ -1,4 +1,5 @@
-"""DDPM on the embedded digits at 16x16: recognisable digits in minutes on 2 CPU cores."""
+"""DDPM on the embedded digits at their native 8x8, scored at 16x16: near real-data FID in
+under 8 minutes on one CPU core (README, What the defaults reach)."""
 
 import ml_collections
 
@@ -69,11 +70,17 @@ def get_diffusion_config() -> ml_collections.ConfigDict:
 
 def get_config() -> ml_collections.ConfigDict:
   config = get_diffusion_config()
+  # The digits are 8x8: training on the native grid costs a quarter of upsampled 16x16 per
+  # step (U-Net levels 8, 4, 2, attention at 4), so the same minutes buy ~3x the steps.
+  config.data.image_size = 8
+  # Scored at 16x16 (samples resized bilinearly as the real digits are), by the 16px
+  # classifier of eval.classifier_workdir, like every other digits config.
+  config.eval.image_size = 16
   config.training.batch_size = 64
-  # Digits are recognisable from ~1000 steps (about 5 minutes on 2 cores).
-  config.training.num_steps = 1200
-  config.training.checkpoint_every = 400
-  config.training.sample_every = 1200  # one sample grid at the end
+  # 2000 steps: 7.6 minutes on one pinned core of a 2-core AMD EPYC (README).
+  config.training.num_steps = 2000
+  config.training.checkpoint_every = 500
+  config.training.sample_every = 2000  # one sample grid at the end
   config.optim.lr = 1e-3
   config.optim.warmup_steps = 100
   config.optim.ema_decay = 0.995

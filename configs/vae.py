@@ -1,5 +1,6 @@
-"""VAE on the embedded digits at 16x16 with a 2-d latent, so the decoded data manifold
-is drawn: reconstructions, prior samples and the manifold in a few minutes on 2 CPU cores.
+"""VAE on the embedded digits at their native 8x8 with a 16-d latent, scored at 16x16:
+reconstructions and prior samples that beat a plain MLP VAE trained as long (README, What
+the defaults reach). `--config.vae.latent_shape='(2,)'` also draws the decoded manifold.
 
 Held-out evaluation (eval/elbo, eval/iwae_nll) uses `data.eval_split`: for digits the
 'test' split, the last 297 of the 1797 images (training uses the first 1500).
@@ -35,12 +36,20 @@ def get_vae_config() -> ml_collections.ConfigDict:
 
 def get_config() -> ml_collections.ConfigDict:
   config = get_vae_config()
+  # The digits are 8x8: the native grid (conv levels 8 -> 4 -> 2) costs a quarter of
+  # upsampled 16x16 per step; scored at 16x16 by the 16px classifier, samples resized
+  # bilinearly as the real digits are.
+  config.data.image_size = 8
+  config.eval.image_size = 16
+  # A 16-d latent: a 2-d one draws the manifold but its prior samples miss most of the data
+  # (recall 0.24 at 16x16, README).
+  config.vae.latent_shape = (16,)
   config.training.batch_size = 64
-  config.training.num_steps = 3000
+  config.training.num_steps = 40000
   config.training.log_every = 100
-  config.training.checkpoint_every = 1000
-  config.training.sample_every = 1000
-  config.training.eval_every = 1000
+  config.training.checkpoint_every = 10000
+  config.training.sample_every = 40000
+  config.training.eval_every = 40000
   config.optim.lr = 1e-3
   config.optim.warmup_steps = 100
   config.optim.ema_decay = 0.995

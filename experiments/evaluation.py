@@ -101,6 +101,8 @@ def validate(config, mesh, num_samples: int) -> None:
   if e.feature_extractor not in feature_extractors.EXTRACTORS:
     raise UserError(f'eval.feature_extractor must be one of {feature_extractors.EXTRACTORS}, '
                     f'not {e.feature_extractor!r}.')
+  if e.get('image_size', 0) < 0:
+    raise UserError(f'eval.image_size must be >= 0 (0: data.image_size), not {e.image_size}.')
   for name in ('kid_subsets', 'kid_subset_size', 'pr_neighbours', 'is_splits'):
     if e[name] < 1:
       raise UserError(f'eval.{name} must be >= 1, not {e[name]}.')
@@ -217,6 +219,12 @@ class Evaluator:
     self.experiment = experiment
     self.config = experiment.config
     self.config_file = config_file
+    # The data block the extractor and the real features see: data.image_size, or
+    # eval.image_size when set (a model trained at 8px, scored by a 16px classifier).
+    self.data_config = self.config.data.copy_and_resolve_references()
+    self.image_size = int(self.config.eval.get('image_size', 0) or self.config.data.image_size)
+    with self.data_config.unlocked():
+      self.data_config.image_size = self.image_size
     self.is_chief = jax.process_index() == 0
     self._extractor = None
     self._reference = None
@@ -229,20 +237,20 @@ class Evaluator:
 
   def extractor(self):
     if self._extractor is None:
-      self._extractor = build_extractor(self.config.eval, self.config.data, self.experiment.mesh)
+      self._extractor = build_extractor(self.config.eval, self.data_config, self.experiment.mesh)
     return self._extractor
 
   def reference(self) -> tuple[FeatureSet, str]:
     if self._reference is None:
       e = self.config.eval
       self._reference = reference_sets.real_features(
-          self.config.data, e.split, self.extractor(), e.cache_dir, e.reference_examples)
+          self.data_config, e.split, self.extractor(), e.cache_dir, e.reference_examples)
     return self._reference
 
   def floor(self) -> dict[str, float]:
     """The sample metrics of the held-out real split against the reference."""
     if self._floor is None:
-      held_out, _ = reference_sets.real_features(self.config.data, self.config.data.eval_split,
+      held_out, _ = reference_sets.real_features(self.data_config, self.config.data.eval_split,
                                                  self.extractor(), self.config.eval.cache_dir)
       metrics = sample_metrics(held_out, self.reference()[0], self.config.eval,
                                self.extractor().num_classes)
@@ -262,6 +270,14 @@ class Evaluator:
     self.reference()
     if floor:
       self.floor()
+
+  def to_eval_size(self, images: np.ndarray) -> np.ndarray:
+    """Generated images (N, H, W, C) in [-1, 1] at the evaluation's size: resized as the
+    real data is (Pillow bilinear on [0, 1] pixels) when eval.image_size differs."""
+    if images.shape[1] == self.image_size:
+      return images
+    return np.clip(data._resize((np.clip(images, -1, 1) + 1) / 2, self.image_size),  # pylint: disable=protected-access
+                   0.0, 1.0) * 2.0 - 1.0
 
   # --- generation ----------------------------------------------------------------------
   def generate(self, state, num_samples: int) -> tuple[np.ndarray, np.ndarray | None]:
@@ -294,7 +310,7 @@ class Evaluator:
             ', '.join(f'{k} {v:.4g}' for k, v in scalars.items()), flush=True)
     if self.images_supported() and num_samples:
       images, labels = self.generate(state, num_samples)
-      features, probs = self.extractor()(images)
+      features, probs = self.extractor()(self.to_eval_size(images))
       generated = FeatureSet(features, probs, labels)
       scalars.update({f'eval/{k}': v for k, v in sample_metrics(
           generated, self.reference()[0], self.config.eval,
@@ -303,7 +319,7 @@ class Evaluator:
 
   def score(self, images: np.ndarray, labels: np.ndarray | None = None) -> dict[str, float]:
     """The sample metrics (unprefixed) of images (N, H, W, C) in [-1, 1]."""
-    features, probs = self.extractor()(images)
+    features, probs = self.extractor()(self.to_eval_size(images))
     return sample_metrics(FeatureSet(features, probs, labels), self.reference()[0],
                           self.config.eval, self.extractor().num_classes)
 
@@ -320,7 +336,7 @@ class Evaluator:
                       f'of this config makes none.')
     start = time.time()
     image_shape = self.experiment.image_shape
-    images, external = load_samples(path, self.config.data.image_size,
+    images, external = load_samples(path, self.image_size,
                                     image_shape[-1] if image_shape else None,
                                     max(e.pr_neighbours + 1, e.is_splits, 2))
     self.prepare(floor=e.floor)
@@ -348,7 +364,7 @@ class Evaluator:
     reference, reference_path = self.reference()
     manifest = {
         'family': self.config.family, 'dataset': self.config.data.dataset,
-        'image_size': self.config.data.image_size, 'checkpoint_step': None,
+        'image_size': self.image_size, 'checkpoint_step': None,
         'params': 'external', 'seed': e.seed, 'sampler': 'external', 'metrics': metrics,
         'n_generated': n,
         'reference': {'split': e.split, 'n': len(reference),
@@ -386,7 +402,7 @@ class Evaluator:
         'config_file': self.config_file,
         'family': self.config.family,
         'dataset': self.config.data.dataset,
-        'image_size': self.config.data.image_size,
+        'image_size': self.image_size,
         'checkpoint_step': step,
         'params': 'ema' if e.use_ema else 'raw',
         'seed': e.seed,

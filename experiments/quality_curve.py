@@ -2,7 +2,8 @@
 
     python experiments/quality_curve.py --workdir=runs/ddpm \\
         [--classifier-workdir=runs/classifier_digits] [--num-samples=500] [--batch-size=100] \\
-        [--steps=400,800,1200] [--external=LABEL:MINUTES:FILE.npz ...] [--out=DIR]
+        [--steps=400,800,1200] [--external=LABEL:MINUTES:FILE.npz ...] [--out=DIR] \\
+        [--label=NAME] [--merge=OTHER/quality_curve.json ...]
 
 Every kept checkpoint of the run (or those of `--steps`) is sampled with the run's own
 sampler and EMA parameters (the keys of `--mode=eval`) and scored exactly as `--mode=eval`
@@ -19,8 +20,13 @@ Keep the checkpoints the curve needs: e.g. `--config.training.checkpoint_every=4
 data) and puts it on the plot at MINUTES, e.g. the diffusers anchor of
 ../shared/peers/digits_anchor.py trained for that many minutes.
 
-Writes OUT/quality_curve.json, OUT/quality_curve.md (a markdown table) and
-OUT/quality_curve.png (classifier FID, precision, recall and classes covered against
+`--merge=FILE.json` (repeatable) adds the points of another run's quality_curve.json (e.g.
+a VAE's and a GAN's beside this DDPM's) to the same table and figure; they must have been
+scored with the same feature extractor and reference (checked by fingerprint). `--label`
+names this run's points (default: the workdir's name).
+
+Writes OUT/NAME.json, OUT/NAME.md (a markdown table) and OUT/NAME.png (NAME: `--name`,
+default quality_curve) (classifier FID, precision, recall and classes covered against
 training minutes); OUT defaults to WORKDIR/quality_curve. Prints the table.
 """
 
@@ -54,6 +60,11 @@ def parse_args(argv=None):
   p.add_argument('--external', action='append', default=[],
                  help='LABEL:MINUTES:FILE.npz, a sample file placed at MINUTES (repeatable)')
   p.add_argument('--out', default=None, help='output folder (default WORKDIR/quality_curve)')
+  p.add_argument('--name', default='quality_curve',
+                 help='stem of the written files: OUT/NAME.{json,md,png}')
+  p.add_argument('--label', default=None, help="this run's points' label (default: its name)")
+  p.add_argument('--merge', action='append', default=[],
+                 help="another run's quality_curve.json whose points join the figure (repeatable)")
   return p.parse_args(argv)
 
 
@@ -125,6 +136,33 @@ def minutes_at(step: int, minutes: dict[int, float]) -> float:
   return m_low + (minutes[upper] - m_low) * (step - lower) / (upper - lower)
 
 
+def merged_points(path: str, result: dict) -> list[dict]:
+  """The points of another quality_curve.json, if scored as `result` is.
+
+  Args:
+    path: a quality_curve.json written by this program.
+    result: this run's result so far (its feature extractor and reference).
+  Returns:
+    The other file's points.
+  Raises:
+    UserError: a missing or unreadable file, or one scored with another extractor or
+      reference (its numbers would not be comparable).
+  """
+  try:
+    with open(path) as f:
+      other = json.load(f)
+    points = other['points']
+  except (OSError, ValueError, KeyError, TypeError) as e:
+    raise UserError(f'--merge={path} is not a readable quality_curve.json ({type(e).__name__}: '
+                    f'{e}); give the file a quality_curve.py run wrote.') from None
+  for key in ('feature_extractor', 'reference'):
+    if other.get(key) != result[key]:
+      raise UserError(f'--merge={path} was scored with another {key.replace("_", " ")} '
+                      f'({other.get(key)} vs {result[key]}); score both runs with the same '
+                      f'eval settings.')
+  return points
+
+
 def markdown_table(result: dict) -> str:
   lines = ['| run | step | training minutes | FID | precision | recall | classes covered |',
            '|---|---:|---:|---:|---:|---:|---:|']
@@ -144,6 +182,7 @@ def markdown_table(result: dict) -> str:
 
 def plot(result: dict, path: str) -> None:
   import matplotlib
+  import matplotlib.ticker
   matplotlib.use('Agg')
   import matplotlib.pyplot as plt
   fig, axes = plt.subplots(2, 2, figsize=(9, 6.5), dpi=100)
@@ -157,19 +196,23 @@ def plot(result: dict, path: str) -> None:
               marker='s' if external else 'o', linestyle='none' if external else '-')
     if result.get('floor') and key in result['floor']:
       ax.axhline(result['floor'][key], color='gray', linestyle=':', label='real data (floor)')
+    if key == 'fid':
+      ax.set_yscale('log')  # minutes-old models and the floor differ by 20x
+      ax.yaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
     ax.set_xlabel('training minutes (wall clock)')
     ax.set_ylabel(title)
-  axes.flat[0].legend(fontsize=8)
-  fig.suptitle(f"{result['run']}: {result['num_samples']} samples per checkpoint")
+  axes.flat[-1].legend(fontsize=8, loc='lower right')  # the emptiest panel
+  fig.suptitle(f"quality against training minutes ({result['num_samples']} samples per point)")
   fig.tight_layout()
   fig.savefig(path)
   plt.close(fig)
 
 
-def write(result: dict, out: str) -> str:
-  """Writes the JSON, the markdown table and the plot into `out`; returns the table."""
+def write(result: dict, out: str, name: str = 'quality_curve') -> str:
+  """Writes OUT/NAME.json, the markdown table OUT/NAME.md and the plot OUT/NAME.png;
+  returns the table."""
   table = markdown_table(result)
-  ledger.write_report(out, 'quality_curve', result, table, plot)
+  ledger.write_report(out, name, result, table, plot)
   return table
 
 
@@ -177,6 +220,9 @@ def main(argv=None) -> dict:
   args = parse_args(argv)
   workdir = os.path.abspath(args.workdir)
   externals = [parse_external(spec) for spec in args.external]
+  for path in args.merge:
+    if not os.path.isfile(path):
+      raise UserError(f'--merge={path} does not exist; give a quality_curve.json.')
   config_path = os.path.join(workdir, 'config.json')
   if not os.path.exists(config_path):
     raise UserError(f'--workdir={args.workdir} is not a gen_jax run (no config.json).')
@@ -220,12 +266,16 @@ def main(argv=None) -> dict:
             'sampler': experiment.sampler_settings(),
             'params': 'ema' if config.eval.use_ema else 'raw',
             'feature_extractor': evaluator.extractor().describe(),
-            'reference': {'split': config.eval.split, 'n': len(evaluator.reference()[0])},
+            'reference': {'split': config.eval.split, 'n': len(evaluator.reference()[0]),
+                          'fingerprint': evaluator.reference()[0].fingerprint()},
             'floor': evaluator.floor() if config.eval.floor else None, 'points': []}
   out = os.path.abspath(args.out or os.path.join(workdir, 'quality_curve'))
+  run_label = args.label or result['run']
+  for path in args.merge:
+    result['points'].extend(merged_points(path, result))
   for label, at, path in externals:  # first: a bad file fails before any sampling
     images, external = evaluation.load_samples(
-        path, config.data.image_size, (experiment.image_shape or (None,))[-1],
+        path, evaluator.image_size, (experiment.image_shape or (None,))[-1],
         max(config.eval.pr_neighbours + 1, config.eval.is_splits, 2))
     result['points'].append({'label': label, 'step': None, 'minutes': at, 'external': external,
                              'metrics': evaluator.score(images)})
@@ -235,13 +285,13 @@ def main(argv=None) -> dict:
     state = ckpt.restore(abstract, step)
     images, labels = evaluator.generate(state, args.num_samples)
     metrics = evaluator.score(images, labels)
-    result['points'].append({'label': result['run'], 'step': step, 'minutes': placed[step],
+    result['points'].append({'label': run_label, 'step': step, 'minutes': placed[step],
                              'external': None, 'metrics': metrics})
     print(f'step {step} ({placed[step]:.2f} min): FID {metrics["fid"]:.3f}, precision '
           f'{metrics["precision"]:.3f}, recall {metrics["recall"]:.3f}', flush=True)
-    table = write(result, out)  # after every point: an interrupted run keeps what it measured
-  table = write(result, out)
-  print(table + f'wrote {out}/quality_curve.{{json,md,png}}', flush=True)
+    table = write(result, out, args.name)  # each point: an interruption keeps the rest
+  table = write(result, out, args.name)
+  print(table + f'wrote {out}/{args.name}.{{json,md,png}}', flush=True)
   return result
 
 

@@ -293,6 +293,27 @@ def test_real_test_digits_as_a_sample_file_score_the_floor(classifier_dir, tmp_p
   assert proc.returncode == 2
 
 
+def test_eval_image_size_resizes_samples_as_the_data():
+  """eval.image_size: 8px digits resized by the evaluator are the dataset's own 16px
+  digits (both Pillow bilinear from the 8x8 grid), and the extractor and reference see
+  16px data. Independent routes: gen_jax.data's loader at 16px vs the evaluator's resize."""
+  import types  # pylint: disable=g-import-not-at-top
+  from gen_jax import data  # pylint: disable=g-import-not-at-top
+  config = _digits_config(image_size=8)
+  config.eval.image_size = 16
+  evaluator = evaluation.Evaluator(types.SimpleNamespace(config=config))
+  assert evaluator.image_size == 16 and evaluator.data_config.image_size == 16
+  assert config.data.image_size == 8  # the run's own config is not touched
+  small = data.load_dataset(config.data, 'test').images  # (297, 8, 8, 1)
+  large = data.load_dataset(_digits_config(image_size=16).data, 'test').images
+  resized = evaluator.to_eval_size(small)
+  assert resized.shape == large.shape == (297, 16, 16, 1)
+  np.testing.assert_allclose(resized, large, atol=1e-5)
+  assert evaluator.to_eval_size(large) is large  # already at the size: untouched
+  config.eval.image_size = 0  # 0: data.image_size
+  assert evaluation.Evaluator(types.SimpleNamespace(config=config)).image_size == 8
+
+
 def test_load_samples_layouts_and_bad_files(tmp_path):
   # digits_anchor.py's layout: (N, 16, 16) in [-1, 1] under 'samples', resized to 8x8.
   anchor = np.concatenate([np.full((3, 16, 16), 1.0), np.full((3, 16, 16), -1.0)])
@@ -398,3 +419,23 @@ def test_quality_curve_of_a_tiny_run(ddpm_dir, classifier_dir, tmp_path):
   table = open(os.path.join(out, 'quality_curve.md')).read()
   assert table.count('\n') == 2 + 2 + 1 and '| real |  | 0.50 |' in table
   assert os.path.getsize(os.path.join(out, 'quality_curve.png')) > 10_000
+  # --merge: the first curve's points join a second one's figure, under their labels.
+  bad = tmp_path / 'other.json'
+  bad.write_text(json.dumps(dict(result, reference={'split': 'test', 'n': 1})))
+  merged = str(tmp_path / 'merged')
+  curve_cmd = [sys.executable, os.path.join(REPO, 'experiments', 'quality_curve.py'),
+               f'--workdir={workdir}', f'--classifier-workdir={classifier_dir}',
+               f'--cache-dir={cache}', '--num-samples=16', '--batch-size=16', '--label=again',
+               f'--merge={out}/quality_curve.json', f'--out={merged}']
+  proc = subprocess.run(curve_cmd, cwd=REPO, env=launch_env(2), capture_output=True, text=True,
+                        timeout=300)
+  assert proc.returncode == 0, proc.stdout + proc.stderr
+  with open(os.path.join(merged, 'quality_curve.json')) as f:
+    points = json.load(f)['points']
+  assert [(p['label'], p['step']) for p in points] == [
+      ('real', None), (os.path.basename(workdir), 6), ('again', 6)]
+  assert points[2]['metrics'] == pytest.approx(curve[0]['metrics'], rel=1e-5)  # same keys
+  proc = subprocess.run([*curve_cmd[:-2], f'--merge={bad}', f'--out={merged}'], cwd=REPO,
+                        env=launch_env(2), capture_output=True, text=True, timeout=300)
+  assert proc.returncode == 2 and 'scored with another reference' in proc.stderr, proc.stderr
+  assert len(proc.stderr.strip().splitlines()) == 1

@@ -20,6 +20,7 @@ from tests.conftest import assert_one_line_error, read_jsonl, run_launch
 TINY_VAE = [
     '--config=configs/vae.py',
     '--config.data.image_size=8',
+    '--config.eval.image_size=0',  # scored at 8px by the tests' 8px classifier
     '--config.model.features=(8,)',
     '--config.model.hidden=16',
     '--config.training.batch_size=16',
@@ -164,6 +165,7 @@ def test_decoded_manifold_has_the_grid_shape():
   from experiments.vae import VAEExperiment
   config = vae_config.get_config()
   config.data.image_size, config.model.features, config.model.hidden = 8, (8,), 16
+  config.vae.latent_shape = (2,)  # the manifold of a 2-d latent (the default is 16-d)
   experiment = VAEExperiment(config, parallel.make_mesh())
   state = jax.jit(experiment.init_state)(jax.random.PRNGKey(0))
   images = experiment.manifold(state.params, 6)
@@ -187,7 +189,8 @@ def test_bad_config_is_a_one_line_error(tmp_path, override, needle):
 def test_digits_train_evaluate_then_sample(tmp_path):
   workdir = str(tmp_path / 'run')
   proc = run_launch([*TINY_VAE, f'--workdir={workdir}', '--config.training.num_steps=4',
-                     '--config.training.eval_every=2', '--config.training.sample_every=4'])
+                     '--config.training.eval_every=2', '--config.training.sample_every=4',
+                     '--config.vae.latent_shape=(2,)'])  # 2-d: the manifold figure too
   assert 'eval at step 4' in proc.stdout
   metrics = read_jsonl(os.path.join(workdir, 'metrics.jsonl'))
   train = [m for m in metrics if 'train/loss' in m]
@@ -213,7 +216,8 @@ def test_digits_train_evaluate_then_sample(tmp_path):
   width, height = Image.open(os.path.join(samples, 'manifold_train_step0000004.png')).size
   assert width == height and width % (4 * 9 + 1) == 0
   # --mode=sample: the same figures from the latest checkpoint, prior samples as .npz.
-  proc = run_launch([*TINY_VAE, f'--workdir={workdir}', '--mode=sample'])
+  proc = run_launch([*TINY_VAE, f'--workdir={workdir}', '--mode=sample',
+                     '--config.vae.latent_shape=(2,)'])
   assert 'eval/iwae_nll' in proc.stdout
   images = np.load(os.path.join(samples, 'prior_sample_step0000004.npz'))['images']
   assert images.shape == (8, 8, 8, 1) and images.min() >= -1 and images.max() <= 1
