@@ -40,7 +40,6 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # pylint: disable=g-import-not-at-top,wrong-import-position
 import experiments
 from experiments import ledger
-from gen_jax import runner
 from gen_jax.errors import UserError
 
 _PANELS = (('fid', 'classifier FID'), ('precision', 'precision'), ('recall', 'recall'),
@@ -229,23 +228,12 @@ def main(argv=None) -> dict:
   with open(config_path) as f:
     family = json.load(f)['family']
   config = experiments.read_run_config(args.workdir, family)
-  if args.num_samples < 1 or args.num_samples % args.batch_size:
-    raise UserError(f'--num-samples={args.num_samples} must be a positive multiple of '
-                    f'--batch-size={args.batch_size}.')
-  if args.classifier_workdir:
-    config.eval.classifier_workdir = os.path.abspath(args.classifier_workdir)
-  if args.cache_dir is not None:
-    config.eval.cache_dir = args.cache_dir
-  config.eval.batch_size = args.batch_size
-  runner.setup_devices(config)
+  mesh = experiments.scoring_mesh(config, args)
   import jax
   from experiments import evaluation
   from gen_jax import checkpoint
   from gen_jax import metric_log
-  from gen_jax import parallel
   from gen_jax import trainer
-  mesh = parallel.make_mesh()
-  parallel.check_divisible(args.batch_size, '--batch-size', mesh)
   experiment = experiments.build(config, mesh)
   evaluator = evaluation.Evaluator(experiment)
   if not evaluator.images_supported():

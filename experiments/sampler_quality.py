@@ -31,7 +31,6 @@ import ml_collections
 import experiments
 from experiments import ledger
 from gen_jax import rng_streams
-from gen_jax import runner
 from gen_jax.errors import UserError
 
 
@@ -181,22 +180,11 @@ def main(argv=None) -> dict:
   args = parse_args(argv)
   workdir = os.path.abspath(args.workdir)
   config = experiments.read_run_config(args.workdir, 'diffusion')
-  if args.num_samples % args.batch_size:
-    raise UserError(f'--num-samples={args.num_samples} is not a multiple of '
-                    f'--batch-size={args.batch_size}.')
-  if args.classifier_workdir:
-    config.eval.classifier_workdir = os.path.abspath(args.classifier_workdir)
-  if args.cache_dir is not None:
-    config.eval.cache_dir = args.cache_dir
-  config.eval.batch_size = args.batch_size
   rows = settings(args)
-  runner.setup_devices(config)
+  mesh = experiments.scoring_mesh(config, args)
   from experiments import evaluation
-  from gen_jax import parallel
   from gen_jax import trainer
   from gen_jax.evaluation.reference_sets import FeatureSet
-  mesh = parallel.make_mesh()
-  parallel.check_divisible(args.batch_size, '--batch-size', mesh)
   base = experiments.build(configure(config, rows[0]), mesh)
   state = trainer.restore_latest(base, workdir)
   evaluator = evaluation.Evaluator(base)

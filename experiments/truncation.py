@@ -24,7 +24,6 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # pylint: disable=g-import-not-at-top,wrong-import-position
 import experiments
 from experiments import ledger
-from gen_jax import runner
 from gen_jax.errors import UserError
 
 GRID_SAMPLES = 100  # samples drawn in each threshold's grid (a row a class if conditional)
@@ -121,24 +120,13 @@ def main(argv=None) -> dict:
   workdir = os.path.abspath(args.workdir)
   config = experiments.read_run_config(args.workdir, 'gan')
   values = thresholds(args.truncations)
-  if args.num_samples < 1 or args.batch_size < 1 or args.num_samples % args.batch_size:
-    raise UserError(f'--num-samples={args.num_samples} must be a positive multiple of '
-                    f'--batch-size={args.batch_size}.')
   if config.model.arch == 'mlp' or config.data.dataset == 'ring8':
     raise UserError('experiments/truncation.py scores images; this run is the 2-d ring8 toy.')
-  if args.classifier_workdir:
-    config.eval.classifier_workdir = os.path.abspath(args.classifier_workdir)
-  if args.cache_dir is not None:
-    config.eval.cache_dir = args.cache_dir
-  config.eval.batch_size = args.batch_size
-  runner.setup_devices(config)
+  mesh = experiments.scoring_mesh(config, args)
   import numpy as np
   from experiments import evaluation
-  from gen_jax import parallel
   from gen_jax import trainer
   from gen_jax import viz
-  mesh = parallel.make_mesh()
-  parallel.check_divisible(args.batch_size, '--batch-size', mesh)
   base = experiments.build(config, mesh)
   state = trainer.restore_latest(base, workdir)
   evaluator = evaluation.Evaluator(base)
