@@ -77,7 +77,8 @@ def _refused(validate, config, *needles):
      ['4 is not a multiple of 8']),
     ({'model__num_res_blocks': -1}, ['model.num_res_blocks must be an integer >= 0']),
     ({'model__dropout': 1.0}, ['model.dropout must be a number in [0, 1)']),
-    ({'model__attn_resolutions': (5,)}, ['model.attn_resolutions=(5,)', '[16, 8, 4]']),
+    # The digits default trains at 8x8: its U-Net levels are 8, 4, 2.
+    ({'model__attn_resolutions': (5,)}, ['model.attn_resolutions=(5,)', '[8, 4, 2]']),
     ({'model__attn_resolutions': ('x',)},
      ['model.attn_resolutions must be a tuple of zero or more']),
     ({'data__image_size': 14}, ['data.image_size=14 must divide by 2^(len(model.ch_mult)-1)=4']),

@@ -82,7 +82,7 @@ def test_d_step_moves_only_d_and_g_step_only_g(gan_fields):
 
   def run(step_fn):
     mapped = parallel.map_per_device(
-        lambda s, b: step_fn(s, b, jax.random.PRNGKey(1))[0], mesh,
+        lambda s, b: step_fn(s, b, jax.random.PRNGKey(1), exp.hparams())[0], mesh,
         in_specs=(parallel.REPLICATED, parallel.SHARDED), out_specs=parallel.REPLICATED)
     return mapped(state, batch)
 
