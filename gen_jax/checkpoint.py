@@ -48,6 +48,11 @@ def _empty_fields_absent_on_disk(abstract_state: Any, saved_metadata: Any) -> se
           if f.name not in on_disk and not jax.tree.leaves(getattr(abstract_state, f.name))}
 
 
+class SaveFailed(UserError):
+  """A checkpoint save failed. In a multi-process run the cause is most often a peer that
+  died during the save's collectives, so the runner first lets the peer watchdog name it."""
+
+
 class Checkpointer:
   """Saves and restores `TrainState`s under WORKDIR/checkpoints.
 
@@ -125,10 +130,10 @@ class Checkpointer:
     except Exception as e:  # pylint: disable=broad-except
       raise self._save_failed(None, e, self.latest_step()) from None
 
-  def _save_failed(self, step, error, last) -> UserError:
+  def _save_failed(self, step, error, last) -> 'SaveFailed':
     what = f'checkpoint {step}' if step is not None else 'a checkpoint'
     kept = f'checkpoint {last} is kept' if last is not None else 'no checkpoint is kept'
-    return UserError(f'saving {what} in {self.directory} failed: {_first_line(error)}; '
+    return SaveFailed(f'saving {what} in {self.directory} failed: {_first_line(error)}; '
                      f'{kept}. Fix the cause (e.g. free disk space), then rerun the same '
                      f'command to resume.')
 

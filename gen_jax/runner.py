@@ -13,6 +13,7 @@ from typing import Any, Callable
 
 import jax
 
+from gen_jax import checkpoint
 from gen_jax import parallel
 from gen_jax import preemption
 from gen_jax.errors import UserError
@@ -152,6 +153,11 @@ def _run(config, workdir: str, mode: str, program, lost_peer_exit_code: int = 0,
         lambda: peers.last_checkpoint_note(os.path.abspath(workdir)))
   try:
     result = program(config, os.path.abspath(workdir), mode)
+  except checkpoint.SaveFailed:
+    if watchdog is not None:  # a save's collective failed: most likely a peer died
+      watchdog.wait_for_verdict()  # exits with the lost-peer line if so
+      watchdog.stop(done=False)
+    raise
   except UserError:
     if watchdog is not None:  # peers that did not raise it notice this one's end
       watchdog.stop(done=False)
