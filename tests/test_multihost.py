@@ -10,6 +10,7 @@ import sys
 import time
 
 import numpy as np
+import pytest
 
 from tests.conftest import REPO, assert_one_line_error, launch_env, losses_by_step, read_jsonl
 
@@ -140,3 +141,43 @@ def test_a_host_that_dies_during_a_save_leaves_no_listed_checkpoint(tmp_path):
   # finished), so every host restores checkpoint 1.
   assert sorted(os.listdir(os.path.join(workdir, 'checkpoints')))[0] == '1'
   assert checkpoint.Checkpointer(workdir, async_save=False).all_steps() == [1]
+
+
+@pytest.mark.parametrize('error,waits', [('save', True), ('other', False)])
+def test_a_failed_save_lets_the_watchdog_name_a_dead_peer_first(tmp_path, monkeypatch, error,
+                                                                 waits):
+  """A peer killed during a save breaks the save's collective on the survivor: the runner
+  must give the watchdog its verdict (the lost-process line, exit 75) before reporting a
+  failed save, which would blame the disk. Other one-line errors do not wait."""
+  from configs import ddpm
+  from gen_jax import checkpoint
+  from gen_jax import peers
+  from gen_jax import preemption
+  from gen_jax import runner
+  from gen_jax.errors import UserError
+
+  calls = []
+
+  class FakeWatchdog:
+
+    def wait_for_verdict(self):
+      calls.append('verdict')
+
+    def stop(self, done):
+      calls.append(('stop', done))
+
+  monkeypatch.setattr(runner, 'setup_devices', lambda *args, **kwargs: None)
+  monkeypatch.setattr(preemption, 'reinstall', lambda: None)
+  monkeypatch.setattr(runner.jax, 'process_count', lambda: 2)
+  monkeypatch.setattr(peers, 'check_same_config', lambda config_json: None)
+  monkeypatch.setattr(peers, 'start_watchdog', lambda *args: FakeWatchdog())
+  raised = (checkpoint.SaveFailed('saving checkpoint 4 failed: Gloo AllGather failed')
+            if error == 'save' else UserError('model.ch must be >= 4'))
+
+  def program(config, workdir, mode):
+    raise raised
+
+  with pytest.raises(UserError) as caught:
+    runner._run(ddpm.get_config(), str(tmp_path), 'train', program)  # pylint: disable=protected-access
+  assert caught.value is raised
+  assert calls == (['verdict'] if waits else []) + [('stop', False)]
