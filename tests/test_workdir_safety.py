@@ -234,14 +234,19 @@ def test_a_failed_background_save_surfaces_as_one_line(tmp_path, monkeypatch):
 
 
 def test_a_stop_request_ends_the_wait_for_a_long_computation(tmp_path):
-  slow = jax.jit(lambda x: jax.lax.fori_loop(0, 3_000_000, lambda i, v: jnp.sin(v) + 1e-3, x))
-  with preemption.Signals() as signals:
-    threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGTERM)).start()
-    started = time.time()
-    with pytest.raises(preemption.Interrupted, match='SIGTERM'):
-      parallel.global_to_host(slow(jnp.zeros(64)))
-    assert time.time() - started < 5  # not the whole computation
-    assert signals.requested == 'SIGTERM'
+  # Long enough (seconds on a fast quiet core) that the signal lands during the wait.
+  slow = jax.jit(lambda x: jax.lax.fori_loop(0, 30_000_000, lambda i, v: jnp.sin(v) + 1e-3, x))
+  timer = threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGTERM))
+  try:
+    with preemption.Signals() as signals:
+      timer.start()
+      started = time.time()
+      with pytest.raises(preemption.Interrupted, match='SIGTERM'):
+        parallel.global_to_host(slow(jnp.zeros(64)))
+      assert time.time() - started < 5  # not the whole computation
+      assert signals.requested == 'SIGTERM'
+  finally:
+    timer.cancel()  # never a SIGTERM outside the handler: it would end the test session
   assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL or callable(
       signal.getsignal(signal.SIGTERM))
 
