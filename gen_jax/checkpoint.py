@@ -130,7 +130,7 @@ class Checkpointer:
     except Exception as e:  # pylint: disable=broad-except
       raise self._save_failed(None, e, self.latest_step()) from None
 
-  def _save_failed(self, step, error, last) -> 'SaveFailed':
+  def _save_failed(self, step, error, last) -> SaveFailed:
     what = f'checkpoint {step}' if step is not None else 'a checkpoint'
     kept = f'checkpoint {last} is kept' if last is not None else 'no checkpoint is kept'
     return SaveFailed(f'saving {what} in {self.directory} failed: {_first_line(error)}; '
