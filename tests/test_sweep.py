@@ -206,3 +206,25 @@ def test_skypilot_nodes_join_one_jax_job():
   assert runner.skypilot_processes(env) == ('10.0.0.5:8476', 2, 1)
   assert runner.skypilot_processes({'SKYPILOT_NUM_NODES': '1'}) is None
   assert runner.skypilot_processes({}) is None
+
+
+def test_summary_shows_each_familys_losses(tmp_path):
+  """A GAN trial logs train/d_loss and train/g_loss (no train/loss): both get a column,
+  with the mean of their last SMOOTHING logs."""
+  from gen_jax.sweeps import summary  # pylint: disable=g-import-not-at-top
+  run = tmp_path / 'gan_trial'
+  run.mkdir()
+  d_losses = [1.5, 1.4, 1.3, 1.2, 1.1, 1.0, 0.9]
+  with open(run / 'metrics.jsonl', 'w') as f:
+    for step, d in enumerate(d_losses):
+      f.write(json.dumps({'step': step * 10, 'train/d_loss': d, 'train/g_loss': 2 * d}) + '\n')
+    f.write(json.dumps({'step': 60, 'eval/fid': 3.5}) + '\n')
+  final = summary.final_metrics(str(run))
+  last5 = d_losses[-summary.SMOOTHING:]
+  assert final['train/d_loss, last 5 logs'] == pytest.approx(sum(last5) / 5)
+  assert final['train/g_loss, last 5 logs'] == pytest.approx(2 * sum(last5) / 5)
+  table = summary.write(str(tmp_path), [{'trial': 't', 'overrides': {'seed': 1},
+                                         'status': 'done', 'final': final}]).splitlines()
+  assert table[0] == ('| trial | overrides | status | step | train/d_loss | train/d_loss, last 5 '
+                      'logs | train/g_loss | train/g_loss, last 5 logs | eval/fid |')
+  assert table[2] == '| t | seed=1 | done | 60 | 0.9 | 1.1 | 1.8 | 2.2 | 3.5 |'

@@ -13,17 +13,26 @@ from gen_jax import metric_log
 SMOOTHING = 5  # logged losses averaged in the 'last 5 logs' column (one is noisy)
 
 
+def is_loss(name: str) -> bool:
+  """A logged training loss: train/loss, or a family's own (the GAN's train/d_loss and
+  train/g_loss)."""
+  return name.startswith('train/') and name.endswith('loss')
+
+
+def smoothed(name: str) -> str:
+  return f'{name}, last {SMOOTHING} logs'
+
+
 def final_metrics(workdir: str) -> dict:
-  """The last logged value of every metric of a run, and the mean train/loss of its
-  last SMOOTHING logs (empty when the run logged nothing)."""
+  """The last logged value of every metric of a run, and for each training loss the mean
+  of its last SMOOTHING logs (empty when the run logged nothing)."""
   lines = metric_log.read_metrics(workdir)
   final = {}
   for line in lines:
     final.update(line)
-  losses = [line['train/loss'] for line in lines if 'train/loss' in line]
-  if losses:
-    final[f'train/loss, last {SMOOTHING} logs'] = sum(losses[-SMOOTHING:]) / len(
-        losses[-SMOOTHING:])
+  for name in [k for k in final if is_loss(k)]:
+    values = [line[name] for line in lines if name in line][-SMOOTHING:]
+    final[smoothed(name)] = sum(values) / len(values)
   return final
 
 
@@ -41,7 +50,9 @@ def write(workdir: str, rows: list[dict]) -> str:
     rows: one per trial: {'trial', 'overrides' (dict), 'status', 'message', 'workdir',
       'command', 'final' (from `final_metrics`)}.
   """
-  metrics = ['step', 'train/loss', f'train/loss, last {SMOOTHING} logs']
+  # Every family's losses (the GAN logs one per player and no train/loss), then eval/*.
+  losses = sorted({k for row in rows for k in row['final'] if is_loss(k)}) or ['train/loss']
+  metrics = ['step'] + [m for name in losses for m in (name, smoothed(name))]
   metrics += sorted({k for row in rows for k in row['final'] if k.startswith('eval/')})
   header = ['trial', 'overrides', 'status'] + metrics
   lines = ['| ' + ' | '.join(header) + ' |', '|' + ' --- |' * len(header)]

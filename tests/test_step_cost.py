@@ -1,0 +1,75 @@
+"""experiments/step_cost.py: the full 128x128 BigGAN trains on CPU, and its compiled step's
+FLOPs agree with a hand count of its convolutions."""
+
+import json
+import math
+import os
+import subprocess
+import sys
+
+from tests.conftest import REPO, assert_one_line_error, launch_env
+
+STEP_COST = os.path.join(REPO, 'experiments', 'step_cost.py')
+
+
+def _conv_flops(c_in: int, c_out: int, side: int, k: int = 3) -> float:
+  """Multiply-adds x 2 of a k x k convolution at side x side output positions."""
+  return 2.0 * k * k * c_in * c_out * side * side
+
+
+def _biggan128_forward_flops() -> tuple[float, float]:
+  """Closed-form FLOPs of one image's G and D forward passes, counting only their
+  convolutions (the bulk; BatchNorm, attention and the dense layers are left out), for
+  configs/biggan_imagenet128.py's widths: G 4x4x1536 -> up-blocks to 128x128x96 -> RGB;
+  D down-blocks 128 (3 -> 96) ... 8 (768 -> 1536) then 4x4 (1536 -> 1536).
+  """
+  ch, g_mults, d_mults = 96, (16, 8, 4, 2, 1), (1, 2, 4, 8, 16, 16)
+  g, c_in, side = 0.0, ch * g_mults[0], 4
+  for mult in g_mults:  # each up-block: conv in->out and out->out at 2x, 1x1 shortcut
+    c_out, side = ch * mult, side * 2
+    g += _conv_flops(c_in, c_out, side) + _conv_flops(c_out, c_out, side)
+    g += _conv_flops(c_in, c_out, side, k=1)
+    c_in = c_out
+  g += _conv_flops(ch, 3, side)  # to RGB
+  d, c_in, side = 0.0, 3, 128
+  for i, mult in enumerate(d_mults):  # each down-block: two convs at its input side
+    c_out = ch * mult
+    d += _conv_flops(c_in, c_out, side) + _conv_flops(c_out, c_out, side)
+    c_in, side = c_out, (side // 2 if i < 5 else side)
+  return g, d
+
+
+def test_full_biggan_128_trains_two_steps_on_cpu_and_counts_its_flops(tmp_path):
+  """configs/biggan_imagenet128.py (70M-parameter G, attention at 64x64), the real step
+  (2 D updates, 1 G update, EMA) at batch 1 on one CPU device, with digits for data (the
+  same networks up to the first and last layer's channels and the class embedding)."""
+  out = tmp_path / 'cost.json'
+  proc = subprocess.run(
+      [sys.executable, STEP_COST, '--config=' + os.path.join(REPO, 'configs',
+                                                             'biggan_imagenet128.py'),
+       '--config.data.dataset=digits', '--batch=1', '--warmup=1', '--steps=1', f'--out={out}'],
+      cwd=REPO, env=launch_env(1), capture_output=True, text=True, timeout=900)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  cost = json.loads(out.read_text())
+  assert cost['batch'] == 1 and cost['devices'] == 1 and cost['flops_complete']
+  metrics = cost['metrics_last_step']
+  for name in ('d_loss', 'g_loss', 'g_ortho', 'd_grad_norm', 'g_grad_norm'):
+    assert math.isfinite(metrics[name]), (name, metrics)
+  assert metrics['g_ortho'] > 0  # the orthogonal regularisation is in the step
+  # Per example, a step runs G forward 3 times (2 D updates, 1 G update) and backward once
+  # (~2 forwards), D forward 5 times (real and fake in each D update, fake in the G update)
+  # and backward as often: at least 5 G + 15 D forwards' convolutions.
+  g, d = _biggan128_forward_flops()
+  assert 40e9 < g < 42e9 and 20e9 < d < 22e9  # the README's per-image figures
+  lower = 5 * g + 15 * d
+  assert lower <= cost['flops_per_example'] <= 2 * lower, (cost['flops_per_example'], lower)
+  full = cost['full_run']
+  assert (full['batch'], full['steps']) == (2048, 150_000)
+  assert math.isclose(full['flops'], cost['flops_per_example'] * 2048 * 150_000, rel_tol=1e-9)
+
+
+def test_batch_that_does_not_divide_over_devices_is_one_line():
+  proc = subprocess.run(
+      [sys.executable, STEP_COST, '--config=' + os.path.join(REPO, 'configs', 'biggan.py'),
+       '--batch=3'], cwd=REPO, env=launch_env(2), capture_output=True, text=True, timeout=300)
+  assert_one_line_error(proc, '--batch')
