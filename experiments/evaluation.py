@@ -16,7 +16,10 @@ scores them against the features of `eval.split` of the real data:
     against the reference, so a reader sees how far a model is from real data.
 
 It writes WORKDIR/eval/<step>.json (a manifest of what exactly was measured) and logs
-`eval/...` to metrics.jsonl and TensorBoard.
+`eval/...` to metrics.jsonl and TensorBoard. An earlier manifest of the same step measured
+under other settings (sampler, truncation, parameters, seed, sample count, extractor,
+reference) is kept as WORKDIR/eval/<step>.<k>.json, so the ledger lists both; one with the
+same settings is replaced (a re-measurement).
 
 With `eval.samples_file=FILE.npz`, `--mode=eval` scores that file's samples instead of
 generating any (another codebase's, or one of our own sample files): the same metrics,
@@ -210,6 +213,34 @@ def load_samples(path: str, image_size: int, channels: int | None,
   external = {'path': os.path.abspath(path), 'sha256': sha256, 'n': int(len(images)),
               'shape': list(shape), 'key': key, 'values': value_range, 'resize': resize}
   return np.clip(images, -1.0, 1.0).astype(np.float32), external
+
+
+# The manifest fields that say what was measured; two manifests of one step that differ
+# in any of them are two results, not one result measured twice.
+SETTINGS_FIELDS = ('config_file', 'family', 'dataset', 'image_size', 'params', 'seed',
+                   'sampler', 'n_generated', 'reference', 'feature_extractor',
+                   'metric_settings')
+
+
+def keep_earlier_manifest(path: str, manifest: dict) -> str | None:
+  """Moves the manifest at `path` (WORKDIR/eval/<step>.json) to the first free
+  <step>.<k>.json when it was measured under other settings than `manifest`.
+
+  Returns:
+    Where it went, or None (no earlier manifest, an unreadable one, or the same settings).
+  """
+  try:
+    with open(path) as f:
+      earlier = json.load(f)
+  except (OSError, ValueError):
+    return None
+  if all(earlier.get(k) == manifest.get(k) for k in SETTINGS_FIELDS):
+    return None
+  stem, k = path[:-len('.json')], 1
+  while os.path.exists(f'{stem}.{k}.json'):
+    k += 1
+  os.replace(path, f'{stem}.{k}.json')
+  return f'{stem}.{k}.json'
 
 
 class Evaluator:
@@ -431,6 +462,10 @@ class Evaluator:
     path = os.path.join(workdir, 'eval', f'{step}.json')
     if self.is_chief:
       os.makedirs(os.path.dirname(path), exist_ok=True)
+      kept = keep_earlier_manifest(path, json.loads(json.dumps(manifest, sort_keys=True)))
+      if kept:
+        print(f'the earlier evaluation of step {step} (other settings) is kept as {kept}',
+              flush=True)
       with open(path, 'w') as f:
         json.dump(manifest, f, indent=2, sort_keys=True)
         f.write('\n')

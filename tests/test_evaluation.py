@@ -439,3 +439,26 @@ def test_quality_curve_of_a_tiny_run(ddpm_dir, classifier_dir, tmp_path):
                         env=launch_env(2), capture_output=True, text=True, timeout=300)
   assert proc.returncode == 2 and 'scored with another reference' in proc.stderr, proc.stderr
   assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_an_evaluation_under_other_settings_keeps_the_earlier_manifest(tmp_path):
+  """eval/<step>.json of another truncation moves to <step>.1.json (then .2.json); one of
+  the same settings is replaced, not kept twice."""
+  from experiments import evaluation  # pylint: disable=g-import-not-at-top
+  path = str(tmp_path / '7.json')
+  first = {'sampler': {'truncation': 0.5}, 'seed': 0, 'metrics': {'fid': 3.0}}
+  assert evaluation.keep_earlier_manifest(path, first) is None  # nothing there yet
+  with open(path, 'w') as f:
+    json.dump(first, f)
+  again = dict(first, metrics={'fid': 3.1})
+  assert evaluation.keep_earlier_manifest(path, again) is None  # same settings: replaced
+  assert os.listdir(tmp_path) == ['7.json']
+  other = dict(first, sampler={'truncation': 2.0})
+  assert evaluation.keep_earlier_manifest(path, other) == str(tmp_path / '7.1.json')
+  with open(tmp_path / '7.1.json') as f:
+    assert json.load(f) == first
+  with open(path, 'w') as f:
+    json.dump(other, f)
+  third = dict(first, seed=1)
+  assert evaluation.keep_earlier_manifest(path, third) == str(tmp_path / '7.2.json')
+  assert sorted(os.listdir(tmp_path)) == ['7.1.json', '7.2.json']

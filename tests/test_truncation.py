@@ -49,6 +49,10 @@ def test_truncation_table_matches_mode_eval(tmp_path):
     assert manifest['sampler']['truncation'] == row['truncation']
     for key in ('fid', 'precision', 'recall', 'class_accuracy'):
       assert manifest['metrics'][key] == pytest.approx(row['metrics'][key], rel=1e-5), key
+  # Each threshold's evaluation of step 2 is kept: the earlier one as 2.1.json.
+  with open(os.path.join(gan, 'eval', '2.1.json')) as f:
+    assert json.load(f)['sampler']['truncation'] == result['rows'][0]['truncation']
+  assert sorted(os.listdir(os.path.join(gan, 'eval'))) == ['2.1.json', '2.json']
   with open(os.path.join(out, 'truncation.md')) as f:
     table = f.read()
   assert table.count('\n') == 2 + 2 + 1 and 'real data (floor' in table
