@@ -4,6 +4,7 @@ statistics against the batch statistics, and the paper configs' parameter counts
 
 import math
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -92,6 +93,53 @@ def test_hierarchical_z_split():
   out2, h0_2 = run(z.at[:, 8:].set(-1.0))
   np.testing.assert_array_equal(h0, h0_2)
   assert float(jnp.abs(out - out2).max()) > 1e-4
+
+
+def _up(x):
+  return jnp.repeat(jnp.repeat(x, 2, axis=1), 2, axis=2)  # nearest 2x
+
+
+def test_upconv_is_the_3x3_conv_of_the_nearest_upsampled_input():
+  """UpConv (4 phase 2x2 convs at the input resolution) against nn.Conv(3x3, 'SAME') on
+  the upsampled map with the same kernel and bias, also under spectral norm, where the
+  power iteration must see the same (3, 3, I, O) kernel."""
+  x = jax.random.normal(jax.random.key(0), (2, 5, 3, 4))  # odd, non-square: edges matter
+  kernel = jax.random.normal(jax.random.key(1), (3, 3, 4, 6))
+  bias = jax.random.normal(jax.random.key(2), (6,))
+  variables = {'params': {'kernel': kernel, 'bias': bias}}
+  y = biggan.UpConv(6).apply(variables, x)
+  assert y.shape == (2, 10, 6, 6)
+  np.testing.assert_allclose(y, nn.Conv(6, (3, 3)).apply(variables, _up(x)), rtol=1e-5,
+                             atol=1e-5)
+
+  class Plain(nn.Module):
+    @nn.compact
+    def __call__(self, x):
+      return biggan._sn(nn.Conv(6, (3, 3), name='c'), _up(x), True)
+
+  class Fast(nn.Module):
+    @nn.compact
+    def __call__(self, x):
+      return biggan._sn(biggan.UpConv(6, name='c'), x, True)
+
+  v = Plain().init(jax.random.key(3), _up(x[:, :2]))
+  (y_plain, s_plain), (y_fast, s_fast) = (m.apply(v, x, mutable=['spectral'])
+                                          for m in (Plain(), Fast()))
+  np.testing.assert_allclose(y_fast, y_plain, rtol=1e-5, atol=1e-5)
+  assert jax.tree.structure(s_fast) == jax.tree.structure(s_plain)  # same u, sigma names
+  for a, b in zip(jax.tree.leaves(s_fast), jax.tree.leaves(s_plain)):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_gblock_layers_keep_the_conv_parameter_shapes():
+  """conv1 (UpConv) and the shortcut (before the upsampling) hold nn.Conv's parameters."""
+  block = biggan.GBlock(8, init_scheme='dcgan')
+  x, cond = jnp.ones((2, 4, 4, 6)), jnp.ones((2, 3))
+  variables = block.init(jax.random.key(0), x, cond, train=False)
+  p = variables['params']
+  assert p['conv1']['kernel'].shape == (3, 3, 6, 8) and p['conv1']['bias'].shape == (8,)
+  assert p['conv_sc']['kernel'].shape == (1, 1, 6, 8)
+  assert block.apply(variables, x, cond, train=False).shape == (2, 8, 8, 8)
 
 
 def test_attention_is_the_identity_at_init_and_attends_over_pooled_positions():
