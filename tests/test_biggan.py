@@ -1,9 +1,11 @@
 """BigGAN units: orthogonal regularization against its closed form, class-conditional
 BatchNorm against its formula, the hierarchical z split, attention at init, standing
-statistics against the batch statistics, and the paper configs' parameter counts."""
+statistics against the batch statistics, G's up-convolution against the plain one, and the
+configs' parameter counts."""
 
 import math
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -92,6 +94,53 @@ def test_hierarchical_z_split():
   out2, h0_2 = run(z.at[:, 8:].set(-1.0))
   np.testing.assert_array_equal(h0, h0_2)
   assert float(jnp.abs(out - out2).max()) > 1e-4
+
+
+def _up(x):
+  return jnp.repeat(jnp.repeat(x, 2, axis=1), 2, axis=2)  # nearest 2x
+
+
+def test_upconv_is_the_3x3_conv_of_the_nearest_upsampled_input():
+  """UpConv (4 phase 2x2 convs at the input resolution) against nn.Conv(3x3, 'SAME') on
+  the upsampled map with the same kernel and bias, also under spectral norm, where the
+  power iteration must see the same (3, 3, I, O) kernel."""
+  x = jax.random.normal(jax.random.key(0), (2, 5, 3, 4))  # odd, non-square: edges matter
+  kernel = jax.random.normal(jax.random.key(1), (3, 3, 4, 6))
+  bias = jax.random.normal(jax.random.key(2), (6,))
+  variables = {'params': {'kernel': kernel, 'bias': bias}}
+  y = biggan.UpConv(6).apply(variables, x)
+  assert y.shape == (2, 10, 6, 6)
+  np.testing.assert_allclose(y, nn.Conv(6, (3, 3)).apply(variables, _up(x)), rtol=1e-5,
+                             atol=1e-5)
+
+  class Plain(nn.Module):
+    @nn.compact
+    def __call__(self, x):
+      return biggan._sn(nn.Conv(6, (3, 3), name='c'), _up(x), True)
+
+  class Fast(nn.Module):
+    @nn.compact
+    def __call__(self, x):
+      return biggan._sn(biggan.UpConv(6, name='c'), x, True)
+
+  v = Plain().init(jax.random.key(3), _up(x[:, :2]))
+  (y_plain, s_plain), (y_fast, s_fast) = (m.apply(v, x, mutable=['spectral'])
+                                          for m in (Plain(), Fast()))
+  np.testing.assert_allclose(y_fast, y_plain, rtol=1e-5, atol=1e-5)
+  assert jax.tree.structure(s_fast) == jax.tree.structure(s_plain)  # same u, sigma names
+  for a, b in zip(jax.tree.leaves(s_fast), jax.tree.leaves(s_plain)):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_gblock_layers_keep_the_conv_parameter_shapes():
+  """conv1 (UpConv) and the shortcut (before the upsampling) hold nn.Conv's parameters."""
+  block = biggan.GBlock(8, init_scheme='dcgan')
+  x, cond = jnp.ones((2, 4, 4, 6)), jnp.ones((2, 3))
+  variables = block.init(jax.random.key(0), x, cond, train=False)
+  p = variables['params']
+  assert p['conv1']['kernel'].shape == (3, 3, 6, 8) and p['conv1']['bias'].shape == (8,)
+  assert p['conv_sc']['kernel'].shape == (1, 1, 6, 8)
+  assert block.apply(variables, x, cond, train=False).shape == (2, 8, 8, 8)
 
 
 def test_attention_is_the_identity_at_init_and_attends_over_pooled_positions():
@@ -186,7 +235,7 @@ def _attention_params(c):
 
 
 def _closed_form_counts(ch, g_mults, d_mults, num_down, z_chunk, shared, classes, attn_after,
-                        d_attn_after):
+                        d_attn_after, channels=3):
   """BigGAN-PyTorch's layer list, counted by hand: (G, D) parameters."""
   cond = (shared + z_chunk) if shared else classes  # input of each BatchNorm projection
   g = classes * shared + z_chunk * 16 * ch * g_mults[0]  # shared embedding, linear
@@ -196,9 +245,9 @@ def _closed_form_counts(ch, g_mults, d_mults, num_down, z_chunk, shared, classes
     g += 2 * cond * (i + o) + 9 * i * o + 9 * o * o + i * o + 3 * o  # ccbn x2, convs, shortcut
     if k == attn_after:
       g += _attention_params(o)
-  g += 2 * ch * g_mults[-1] + 9 * ch * g_mults[-1] * 3 + 3  # output BatchNorm and conv
+  g += 2 * ch * g_mults[-1] + 9 * ch * g_mults[-1] * channels + channels  # output BN, conv
   d = 0
-  for k, (i, o) in enumerate(zip((3,) + tuple(ch * m for m in d_mults[:-1]),
+  for k, (i, o) in enumerate(zip((channels,) + tuple(ch * m for m in d_mults[:-1]),
                                  tuple(ch * m for m in d_mults))):
     d += 9 * i * o + 9 * o * o + 2 * o + ((i * o + o) if (i != o or k < num_down) else 0)
     if k == d_attn_after:
@@ -207,19 +256,23 @@ def _closed_form_counts(ch, g_mults, d_mults, num_down, z_chunk, shared, classes
   return g, d
 
 
-@pytest.mark.parametrize('config_module,num_classes,closed_form', [
+@pytest.mark.parametrize('config_module,num_classes,channels,closed_form', [
     # 128x128: G's input chunk 20 of z = 120; attention after G block 3 and D block 0 (64x64).
-    (biggan_imagenet128, 1000,
+    (biggan_imagenet128, 1000, 3,
      _closed_form_counts(96, (16, 8, 4, 2, 1), (1, 2, 4, 8, 16, 16), 5, 20, 128, 1000, 3, 0)),
     # CIFAR-10: all of z (128) to the linear layer, per-class BatchNorm embeddings, no attention.
-    (biggan_cifar10, 10, _closed_form_counts(64, (4, 4, 4), (4, 4, 4, 4), 2, 128, 0, 10, -1, -1)),
+    (biggan_cifar10, 10, 3,
+     _closed_form_counts(64, (4, 4, 4), (4, 4, 4, 4), 2, 128, 0, 10, -1, -1)),
+    # The digits: z 96 in 3 chunks of 32, shared embedding 32, attention after G block 0 and
+    # D block 0 (8x8), grey images.
+    (biggan_config, 10, 1, _closed_form_counts(16, (4, 2), (2, 4, 4), 2, 32, 32, 10, 0, 0, 1)),
 ])
-def test_paper_configs_parameter_counts(config_module, num_classes, closed_form):
+def test_configs_parameter_counts(config_module, num_classes, channels, closed_form):
   """Counted with jax.eval_shape (no weights are allocated): a CPU step of the 128x128
   model takes minutes to compile, so its training step is not run here."""
   config = config_module.get_config()
   m, size = config.model, config.data.image_size
-  g = biggan.BigGANGenerator(channels=3, ch=m.g_ch, ch_mults=m.g_ch_mults,
+  g = biggan.BigGANGenerator(channels=channels, ch=m.g_ch, ch_mults=m.g_ch_mults,
                              num_classes=num_classes, shared_dim=m.shared_dim,
                              hierarchical=m.hierarchical, attn_res=m.g_attn)
   d = biggan.BigGANDiscriminator(ch=m.d_ch, ch_mults=m.d_ch_mults, num_down=m.d_num_down,
@@ -227,14 +280,16 @@ def test_paper_configs_parameter_counts(config_module, num_classes, closed_form)
   cw = jnp.zeros((1, num_classes))
   g_vars = jax.eval_shape(lambda: g.init(jax.random.key(0), jnp.zeros((1, m.z_dim)), cw,
                                          train=False))
-  d_vars = jax.eval_shape(lambda: d.init(jax.random.key(0), jnp.zeros((1, size, size, 3)), cw,
+  d_vars = jax.eval_shape(lambda: d.init(jax.random.key(0), jnp.zeros((1, size, size, channels)), cw,
                                          update_stats=False))
   assert (_num_params(g_vars['params']), _num_params(d_vars['params'])) == closed_form
+  if config_module is biggan_config:  # the README's figures
+    assert closed_form == (176_066, 143_010)
   if num_classes == 1000:  # the paper's G is about 70M parameters
     assert _num_params(g_vars['params']) == pytest.approx(70e6, rel=0.01)
   out = jax.eval_shape(lambda v: g.apply(v, jnp.zeros((2, m.z_dim)), jnp.zeros((2, num_classes)),
                                          train=False), g_vars)
-  assert out.shape == (2, size, size, 3)
+  assert out.shape == (2, size, size, channels)
 
 
 @pytest.mark.parametrize('config_module', [biggan_config, biggan_cifar10, biggan_imagenet128])

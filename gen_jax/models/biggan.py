@@ -17,7 +17,7 @@ global batch whatever the number of devices. Channel widths are `ch * ch_mults[i
 BigGAN-PyTorch's G_arch / D_arch (128x128: G (16, 8, 4, 2, 1), D (1, 2, 4, 8, 16, 16)).
 """
 
-from typing import Sequence
+from typing import Callable, Sequence
 
 import flax.linen as nn
 import jax
@@ -110,6 +110,45 @@ class Attention(nn.Module):
     return x + gamma * o
 
 
+def _phase_kernels(kernel):
+  """A 3x3 kernel (3, 3, I, O) -> {(a, b): its (2, 2, I, O) kernel for output phase (a, b)}.
+
+  Nearest 2x upsampling maps up-resolution rows 2i-1, 2i, 2i+1 to input rows i-1, i, i
+  (output row 2i, phase 0) and rows 2i, 2i+1, 2i+2 to i, i, i+1 (phase 1): the taps that
+  read the same input row add up.
+  """
+  rows = {0: lambda k: jnp.stack([k[0], k[1] + k[2]]),  # input rows (i-1, i)
+          1: lambda k: jnp.stack([k[0] + k[1], k[2]])}  # input rows (i, i+1)
+  return {(a, b): rows[b](rows[a](kernel).swapaxes(0, 1)).swapaxes(0, 1)
+          for a in (0, 1) for b in (0, 1)}
+
+
+class UpConv(nn.Module):
+  """conv3x3(nearest 2x upsample(x)) + bias, computed at the input resolution.
+
+  Exactly the 3x3 'SAME' convolution of the upsampled map, with the parameters of an
+  `nn.Conv(features, (3, 3))` (kernel (3, 3, I, O), bias (O,)), so spectral norm and
+  checkpoints see the same layer; each of the 4 output phases is a 2x2 convolution of
+  the input, 16 taps on H*W positions instead of 9 on 4*H*W (2.25x fewer FLOPs).
+  """
+  features: int
+  kernel_init: Callable = nn.initializers.lecun_normal()
+
+  @nn.compact
+  def __call__(self, x):  # (B, H, W, I) -> (B, 2H, 2W, O)
+    kernel = self.param('kernel', self.kernel_init, (3, 3, x.shape[-1], self.features))
+    bias = self.param('bias', nn.initializers.zeros, (self.features,))
+    pads = {0: (1, 0), 1: (0, 1)}  # phase 0 reads rows (i-1, i), phase 1 rows (i, i+1)
+    kernels = _phase_kernels(kernel)
+    conv = lambda a, b: jax.lax.conv_general_dilated(
+        x, kernels[a, b], (1, 1), (pads[a], pads[b]),
+        dimension_numbers=('NHWC', 'HWIO', 'NHWC'))  # (B, H, W, O): output pixels (2i+a, 2j+b)
+    y = jnp.stack([jnp.stack([conv(a, 0), conv(a, 1)], axis=3) for a in (0, 1)],
+                  axis=2)  # (B, H, 2, W, 2, O)
+    b, h, _, w, _, o = y.shape
+    return y.reshape(b, 2 * h, 2 * w, o) + bias
+
+
 class GBlock(nn.Module):
   """ccbn -> ReLU -> 2x nearest -> conv3x3 -> ccbn -> ReLU -> conv3x3, plus the
   upsampled input through a 1x1 conv (its channels change or it is upsampled)."""
@@ -127,10 +166,12 @@ class GBlock(nn.Module):
     conv = lambda k, name, h: _sn(nn.Conv(self.out_ch, (k, k), kernel_init=init, name=name),
                                   h, train)
     up = lambda h: jnp.repeat(jnp.repeat(h, 2, axis=1), 2, axis=2)  # nearest 2x
-    h = up(nn.relu(bn('bn1')(x, cond, train)))  # (B, 2H, 2W, C)
-    h = conv(3, 'conv1', h)
+    # conv3x3(up(.)) as one UpConv, and the 1x1 shortcut before the upsampling: the same
+    # maps as BigGAN-PyTorch's up-then-conv, at a quarter of the positions.
+    h = _sn(UpConv(self.out_ch, kernel_init=init, name='conv1'),
+            nn.relu(bn('bn1')(x, cond, train)), train)  # (B, 2H, 2W, out_ch)
     h = conv(3, 'conv2', nn.relu(bn('bn2')(h, cond, train)))  # (B, 2H, 2W, out_ch)
-    return h + conv(1, 'conv_sc', up(x))
+    return h + up(conv(1, 'conv_sc', x))
 
 
 class DBlock(nn.Module):
