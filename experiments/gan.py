@@ -17,6 +17,12 @@ Architectures (`model.arch`): 'dcgan' for images of side 4 * 2^k; 'biggan' (Broc
 data, and the only choice for `data.dataset='ring8'`, whose samples are (N, 2) points that
 `evaluate` scores for mode coverage (`gen_jax.toy_data.ring_metrics`).
 
+Unconditional models may still give G (and D) a class input: `gan.cluster_classes` = K
+conditions both players on k-means clusters of the training images (a self-conditioned GAN,
+Liu et al. 2020: the clusters take the labels' place, and samples draw a cluster in
+proportion to its size); `gan.latent_classes` = K feeds G alone a uniform random code. No
+label is read in either.
+
 G's BatchNorm statistics at sample time (`gan.sample_bn_stats`): 'running', the running
 averages kept by the live generator during training; or 'standing' (BigGAN), the
 average of the batch statistics of the sampled generator (EMA weights) itself over
@@ -184,8 +190,9 @@ class GANExperiment(family.Experiment):
     if g.conditional and config.sampling.num_samples < self.num_classes:
       raise UserError(f'sampling.num_samples={config.sampling.num_samples} must be at least '
                       f'the {self.num_classes} classes (balanced samples).')
-    # What G's class input takes: the labels (conditional), or a uniformly random code of
-    # gan.latent_classes values that D never sees (unconditional), or nothing.
+    # What G's class input takes: the labels (conditional) or the clusters
+    # (gan.cluster_classes), both D's too; or a uniformly random code of
+    # gan.latent_classes values that D never sees; or nothing.
     self.g_classes = self.num_classes or g.latent_classes
     if m.arch == 'dcgan':
       if len(self.sample_shape) != 3:
