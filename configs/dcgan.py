@@ -1,5 +1,8 @@
-"""DCGAN (Radford et al. 2016) on the embedded digits at 16x16: digits in minutes on CPU
-(3000 steps, about 5 minutes on 2 cores).
+"""DCGAN (Radford et al. 2016) on the embedded digits at 16x16, unconditional and
+self-conditioned: k-means clusters of the training images (50, no labels) condition both
+players. 2000 steps, about 5 minutes on one core: classifier FID 0.81, precision 0.79,
+recall 0.82 (1024 samples; the VAE default: 2.84, 0.74, 0.70; README, DCGAN against the
+VAE on the digits).
 
 `get_gan_config()` holds every field of the GAN family (cgan.py, gan_ring.py and
 dcgan_cifar10.py start from it).
@@ -48,6 +51,12 @@ def get_gan_config() -> ml_collections.ConfigDict:
   config.gan.loss = 'non_saturating'  # 'non_saturating', 'minimax' (saturating) or 'hinge'.
   config.gan.d_steps = 1  # discriminator updates (fresh z each) before each G update.
   config.gan.conditional = False  # class-conditional G (embedding) and D (projection).
+  # Unconditional G: K > 0 feeds it a uniform random code of K values through its class
+  # embedding (no labels; D never sees the code), so it need not draw between modes.
+  config.gan.latent_classes = 0
+  # Unconditional self-conditioned GAN: K > 0 conditions both players on k-means clusters
+  # of the training images (no labels); samples draw a cluster by its size.
+  config.gan.cluster_classes = 0
   config.gan.spectral_norm = False  # spectral normalisation of every D layer.
   config.gan.r1_gamma = 0.0  # R1 penalty (gamma/2) E||grad_x D(x)||^2 on real data (0: off).
   config.gan.ortho_reg = 0.0  # beta of BigGAN's ||W^T W * (1 - I)||_F^2 on G's weights (0: off).
@@ -70,8 +79,12 @@ def get_config() -> ml_collections.ConfigDict:
   config.model.d_ch = 32
   # R1 keeps the digits clean and varied; without it the samples are noisier.
   config.gan.r1_gamma = 1.0
+  # An unconditional G must map one Gaussian onto ten separate digits and draws malformed
+  # ones between them (precision ~0.3); conditioned on 50 k-means clusters of the pixels
+  # (a self-conditioned GAN, Liu et al. 2020), it draws each cluster's digits (README).
+  config.gan.cluster_classes = 50
   config.training.batch_size = 64
-  config.training.num_steps = 3000
+  config.training.num_steps = 2000  # ~5 minutes on one CPU core.
   config.training.log_every = 100
   config.training.checkpoint_every = 1000
   config.training.sample_every = 1000

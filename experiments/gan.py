@@ -17,6 +17,12 @@ Architectures (`model.arch`): 'dcgan' for images of side 4 * 2^k; 'biggan' (Broc
 data, and the only choice for `data.dataset='ring8'`, whose samples are (N, 2) points that
 `evaluate` scores for mode coverage (`gen_jax.toy_data.ring_metrics`).
 
+Unconditional models may still give G (and D) a class input: `gan.cluster_classes` = K
+conditions both players on k-means clusters of the training images (a self-conditioned GAN,
+Liu et al. 2020: the clusters take the labels' place, and samples draw a cluster in
+proportion to its size); `gan.latent_classes` = K feeds G alone a uniform random code. No
+label is read in either.
+
 G's BatchNorm statistics at sample time (`gan.sample_bn_stats`): 'running', the running
 averages kept by the live generator during training; or 'standing' (BigGAN), the
 average of the batch statistics of the sampled generator (EMA weights) itself over
@@ -24,6 +30,7 @@ average of the batch statistics of the sampled generator (EMA weights) itself ov
 recomputed for each state that samples.
 """
 
+import dataclasses
 import functools
 import os
 
@@ -32,6 +39,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from experiments import config_checks
+from gen_jax import clustering
 from gen_jax import data
 from gen_jax import family
 from gen_jax import optim
@@ -49,6 +57,8 @@ from gen_jax.train_state import TrainState, ema_update, gradient_update
 PLAYERS = ('generator', 'discriminator')
 ARCHS = ('dcgan', 'biggan', 'mlp')
 BN_STATS = ('running', 'standing')
+# Folded into a player step's key for its fakes' latent codes (z is drawn from the key itself).
+LATENT_CODE_STREAM = 0xC0DE
 
 
 def validate(config) -> None:
@@ -57,6 +67,8 @@ def validate(config) -> None:
   size = config.data.image_size
   for name in ('z_dim', 'g_ch', 'd_ch', 'hidden', 'layers', 'embed_dim'):
     config_checks.check_int(f'model.{name}', m[name])
+  config_checks.check_int('gan.latent_classes', g.latent_classes, minimum=0)
+  config_checks.check_int('gan.cluster_classes', g.cluster_classes, minimum=0)
   config_checks.check_number('model.bn_momentum', m.bn_momentum, 0.0, 1.0)
   config_checks.check_int('gan.d_steps', g.d_steps)
   checks = [
@@ -74,6 +86,17 @@ def validate(config) -> None:
       (g.sample_bn_stats == 'running' or m.arch != 'mlp',
        "gan.sample_bn_stats='standing' needs BatchNorm: model.arch='dcgan' or 'biggan'"),
       (g.standing_batches >= 1, f'gan.standing_batches must be >= 1, not {g.standing_batches}'),
+      (g.latent_classes == 0 or not g.conditional,
+       f'gan.latent_classes={g.latent_classes} is a code for an unconditional G; with '
+       'gan.conditional=True the labels take its place: set gan.latent_classes=0'),
+      (g.latent_classes == 0 or m.arch in ('dcgan', 'mlp'),
+       f"gan.latent_classes needs model.arch='dcgan' or 'mlp', not {m.arch!r}"),
+      (g.latent_classes == 0 or config.sampling.num_samples >= g.latent_classes,
+       f'sampling.num_samples={config.sampling.num_samples} must be at least '
+       f'gan.latent_classes={g.latent_classes} (balanced codes)'),
+      (g.cluster_classes == 0 or not (g.conditional or g.latent_classes),
+       f'gan.cluster_classes={g.cluster_classes} conditions the players on k-means clusters '
+       'in place of labels or codes: set gan.conditional=False and gan.latent_classes=0'),
       (g.ortho_reg >= 0, f'gan.ortho_reg must be >= 0 (0: off), not {g.ortho_reg}'),
       (o.ema_start >= 0, f'optim.ema_start must be >= 0, not {o.ema_start}'),
       (m.init in dcgan.INITS, f'model.init must be one of {dcgan.INITS}, not {m.init!r}'),
@@ -153,24 +176,31 @@ class GANExperiment(family.Experiment):
     self.config = config
     self.mesh = mesh
     self._train_data = data.load_train_data(config.data)
+    if config.gan.cluster_classes:
+      self._train_data = self._clustered(self._train_data, config.gan.cluster_classes)
     self.sample_shape = self._train_data.image_shape  # (H, W, C) or (2,)
     self.is_points = config.data.dataset == 'ring8'
     self.image_shape = None if self.is_points else tuple(self.sample_shape)
     g, m = config.gan, config.model
-    self.num_classes = self._train_data.num_classes if g.conditional else 0
+    self.clustered = bool(g.cluster_classes)
+    self.num_classes = self._train_data.num_classes if g.conditional or self.clustered else 0
     if g.conditional and self.num_classes < 2:
       raise UserError(f'gan.conditional needs a labelled dataset; {config.data.dataset!r} '
                       f'has {self._train_data.num_classes} classes.')
     if g.conditional and config.sampling.num_samples < self.num_classes:
       raise UserError(f'sampling.num_samples={config.sampling.num_samples} must be at least '
                       f'the {self.num_classes} classes (balanced samples).')
+    # What G's class input takes: the labels (conditional) or the clusters
+    # (gan.cluster_classes), both D's too; or a uniformly random code of
+    # gan.latent_classes values that D never sees; or nothing.
+    self.g_classes = self.num_classes or g.latent_classes
     if m.arch == 'dcgan':
       if len(self.sample_shape) != 3:
         raise UserError(f"model.arch='dcgan' needs images; {config.data.dataset!r} has "
                         f"samples of shape {self.sample_shape}.")
       self.generator = dcgan.DCGANGenerator(
           image_size=self.sample_shape[0], channels=self.sample_shape[-1], ch=m.g_ch,
-          num_classes=self.num_classes, embed_dim=m.embed_dim, bn_momentum=m.bn_momentum,
+          num_classes=self.g_classes, embed_dim=m.embed_dim, bn_momentum=m.bn_momentum,
           axis_name=parallel.DATA_AXIS, init_scheme=m.init)
       self.discriminator = dcgan.DCGANDiscriminator(
           image_size=self.sample_shape[0], ch=m.d_ch, num_classes=self.num_classes,
@@ -191,7 +221,7 @@ class GANExperiment(family.Experiment):
     else:
       self.generator = dcgan.MLPGenerator(
           out_shape=tuple(self.sample_shape), hidden=m.hidden, layers=m.layers,
-          num_classes=self.num_classes, embed_dim=m.embed_dim,
+          num_classes=self.g_classes, embed_dim=m.embed_dim,
           tanh=not self.is_points, init_scheme=m.init)
       self.discriminator = dcgan.MLPDiscriminator(
           hidden=m.hidden, layers=m.layers, num_classes=self.num_classes,
@@ -200,10 +230,34 @@ class GANExperiment(family.Experiment):
     self.optimizer = optim.make_optimizer(config.optim, config.training.num_steps)
     self.d_loss_fn = gan.make_discriminator_loss(self._discriminate, g.loss, g.r1_gamma)
 
+  def _clustered(self, dataset, k: int):
+    """The training set with its labels replaced by k-means clusters of its images
+    (gan.cluster_classes; seeded by the config's seed), and the clusters' frequencies."""
+    if not isinstance(dataset, data.ArrayDataset) or len(dataset) < k:
+      raise UserError(f'gan.cluster_classes={k} needs an in-memory data set of at least {k} '
+                      f"images (data.loader='memory'); set gan.cluster_classes=0.")
+    _, ids = clustering.kmeans(dataset.images.reshape(len(dataset), -1), k, self.config.seed)
+    self.cluster_freq = np.bincount(ids, minlength=k) / len(ids)  # (k,)
+    return dataclasses.replace(dataset, labels=ids, num_classes=k)
+
   # --- the players --------------------------------------------------------------------
   def _class_weights(self, labels: jax.Array) -> jax.Array:
-    """(B,) labels -> (B, K) one-hot rows (K = 1, unused, for unconditional models)."""
+    """(B,) labels -> (B, K) one-hot rows of D's classes (K = 1, unused, if unconditional)."""
     return jax.nn.one_hot(labels, max(self.num_classes, 1))
+
+  def _g_weights(self, labels: jax.Array) -> jax.Array:
+    """(B,) labels or latent codes -> (B, K) one-hot rows of G's class input (K = 1,
+    unused, for an unconditional G without gan.latent_classes)."""
+    return jax.nn.one_hot(labels, max(self.g_classes, 1))
+
+  def _fake_class_weights(self, rng, batch) -> jax.Array:
+    """G's class input (B, K) for a training batch's fakes: the real batch's labels, or
+    with gan.latent_classes a uniform code per example, keyed by its batch position."""
+    if not self.config.gan.latent_classes:
+      return self._g_weights(batch['label'])
+    keys = per_example_keys(jax.random.fold_in(rng, LATENT_CODE_STREAM), batch['index'])
+    codes = jax.vmap(lambda k: jax.random.randint(k, (), 0, self.g_classes))(keys)  # (B,)
+    return self._g_weights(codes)
 
   def _generate(self, params, state, z, class_weights, train: bool):
     """G(z, y) -> (samples, new state); BatchNorm uses batch statistics when training."""
@@ -222,7 +276,8 @@ class GANExperiment(family.Experiment):
   def init_state(self, rng) -> TrainState:
     cw = self._class_weights(jnp.zeros((1,), jnp.int32))
     z = jnp.zeros((1, self.config.model.z_dim), jnp.float32)
-    g_vars = self.generator.init(jax.random.fold_in(rng, 0), z, cw, train=False)
+    g_vars = self.generator.init(jax.random.fold_in(rng, 0), z,
+                                 self._g_weights(jnp.zeros((1,), jnp.int32)), train=False)
     x = jnp.zeros((1,) + tuple(self.sample_shape), jnp.float32)
     d_vars = self.discriminator.init(jax.random.fold_in(rng, 1), x, cw, update_stats=False)
     params = {'generator': g_vars['params'], 'discriminator': d_vars['params']}
@@ -252,11 +307,14 @@ class GANExperiment(family.Experiment):
       (state, metrics of `gan.make_discriminator_loss` plus loss and grad_norm).
     """
     g_state = state.model_state.get('generator', {})
-    class_weights = self._class_weights(batch['label'])  # fakes get the real batch's labels
+    # Fakes get the real batch's labels (conditional) or random latent codes, which an
+    # unconditional D ignores.
+    fake_weights = self._fake_class_weights(rng, batch)
     fake, _ = self._generate(state.params['generator'], g_state,
-                             self._latents(rng, batch['index']), class_weights, True)
-    d_batch = {'image': batch['image'], 'fake': fake, 'class_weights': class_weights,
-               'fake_class_weights': class_weights}
+                             self._latents(rng, batch['index']), fake_weights, True)
+    d_batch = {'image': batch['image'], 'fake': fake,
+               'class_weights': self._class_weights(batch['label']),
+               'fake_class_weights': fake_weights}
     params, opt_state, metrics, d_state = gradient_update(
         self.d_loss_fn, self.optimizer, state.params['discriminator'],
         state.opt_state['discriminator'], d_batch, rng, has_state=True,
@@ -274,7 +332,7 @@ class GANExperiment(family.Experiment):
         state.model_state.get('discriminator', {}), self.config.gan.loss,
         ortho_beta=self.config.gan.ortho_reg, ortho_exclude=('shared',))
     g_batch = {'z': self._latents(rng, batch['index']),
-               'fake_class_weights': self._class_weights(batch['label'])}
+               'fake_class_weights': self._fake_class_weights(rng, batch)}
     params, opt_state, metrics, g_state = gradient_update(
         g_loss_fn, self.optimizer, state.params['generator'], state.opt_state['generator'],
         g_batch, rng, has_state=True, model_state=state.model_state.get('generator', {}),
@@ -374,8 +432,8 @@ class GANExperiment(family.Experiment):
                              rng_streams.STANDING_STATS)
     z = self._latents_for_samples(jax.random.fold_in(rng, 0), num * batch)
     labels = np.asarray(jax.random.randint(jax.random.fold_in(rng, 1), (num * batch,), 0,
-                                           max(self.num_classes, 1)))
-    cw = np.asarray(self._class_weights(labels), np.float32)
+                                           max(self.g_classes, 1)))
+    cw = np.asarray(self._g_weights(labels), np.float32)
     # (batch, num, ...): the batch axis is split over devices, scanned over num.
     z = z.reshape(num, batch, -1).swapaxes(0, 1)
     cw = cw.reshape(num, batch, -1).swapaxes(0, 1)
@@ -390,39 +448,46 @@ class GANExperiment(family.Experiment):
     return sample_latents(rng, num, self.config.model.z_dim, self.config.gan.truncation)
 
   def sample_balanced(self, state: TrainState, num: int, rng) -> tuple[np.ndarray, np.ndarray]:
-    """num samples and their labels (i mod K: classes balanced; zeros if unconditional)."""
-    labels = np.arange(num) % max(self.num_classes, 1)
+    """num samples and their labels (i mod K: classes, or latent codes, balanced; zeros if
+    unconditional without codes)."""
+    labels = np.arange(num) % max(self.g_classes, 1)
     samples = self.generate(state, self._latents_for_samples(rng, num),
-                            np.asarray(self._class_weights(labels)))
+                            np.asarray(self._g_weights(labels)))
     return samples, labels.astype(np.int32)
 
   def _interpolations(self, state: TrainState, rng) -> dict[str, np.ndarray]:
     """Strips (rows * steps, H, W, C): 'linear' and 'spherical' between random latents
-    (row r of a conditional model shows class r mod K), and for a conditional model
-    'class': from class r to class r+1 (mod K) at a fixed z per row."""
+    (row r of a conditional model shows class r mod K, of a latent-code model code r mod
+    K), and for both 'class': from class (code) r to r+1 (mod K) at a fixed z per row."""
     rows, steps = self.config.gan.interp_rows, self.config.gan.interp_steps
     ends = self._latents_for_samples(rng, 2 * rows)  # (2 rows, Z)
-    labels = np.repeat(np.arange(rows) % max(self.num_classes, 1), steps)  # (rows * steps,)
-    class_weights = np.asarray(self._class_weights(labels))
+    labels = np.repeat(np.arange(rows) % max(self.g_classes, 1), steps)  # (rows * steps,)
+    class_weights = np.asarray(self._g_weights(labels))
     strips = {}
     for name, spherical in (('linear', False), ('spherical', True)):
       z = viz.interpolate(ends[:rows], ends[rows:], steps, spherical).reshape(rows * steps, -1)
       strips[name] = self.generate(state, z, class_weights)
-    if self.num_classes:
-      onehot = np.eye(self.num_classes, dtype=np.float32)
-      first = np.arange(rows) % self.num_classes
-      mix = viz.interpolate(onehot[first], onehot[(first + 1) % self.num_classes], steps)
+    if self.g_classes:
+      onehot = np.eye(self.g_classes, dtype=np.float32)
+      first = np.arange(rows) % self.g_classes
+      mix = viz.interpolate(onehot[first], onehot[(first + 1) % self.g_classes], steps)
       z = np.repeat(ends[:rows], steps, axis=0)  # (rows * steps, Z): fixed along a row
       strips['class'] = self.generate(state, z, mix.reshape(rows * steps, -1))
     return strips
 
   def write_samples(self, state: TrainState, step: int, workdir: str, prefix: str) -> list:
-    """Samples of the EMA generator: a grid (one row a class if conditional) or, for
+    """Samples of the EMA generator: a grid (one row a class, or latent code, if
+    conditional; gan.cluster_classes: clusters drawn by size, unordered) or, for
     ring8, a scatter over the modes; interpolation strips; an .npz of
     sampling.num_samples samples (and their labels). Process 0 writes."""
     rng = jax.random.fold_in(jax.random.fold_in(state.rng, step), rng_streams.SAMPLE_GRID)
-    samples, labels = self.sample_balanced(state, self.config.sampling.num_samples,
-                                           jax.random.fold_in(rng, 0))
+    if self.clustered:  # as the model samples: clusters by size, one plain grid
+      samples = self.sample_images(state, jax.random.fold_in(rng, 0),
+                                   self.config.sampling.num_samples)
+      labels = None
+    else:
+      samples, labels = self.sample_balanced(state, self.config.sampling.num_samples,
+                                             jax.random.fold_in(rng, 0))
     strips = {} if self.is_points else self._interpolations(state, jax.random.fold_in(rng, 1))
     samples_dir = os.path.join(workdir, 'samples')
     base = os.path.join(samples_dir, f'{prefix}_step{step:07d}')
@@ -439,15 +504,15 @@ class GANExperiment(family.Experiment):
           f'{100 * metrics["high_quality_fraction"]:.0f}% high quality')
       np.savez_compressed(base + '.npz', points=samples.astype(np.float32), labels=labels)
     else:
-      if self.num_classes:  # row c: the first samples of class c
-        per_class = len(samples) // self.num_classes
+      if self.g_classes and labels is not None:  # row c: the first samples of class (code) c
+        per_class = len(samples) // self.g_classes
         order = np.concatenate([np.flatnonzero(labels == c)[:per_class]
-                                for c in range(self.num_classes)])
+                                for c in range(self.g_classes)])
         viz.save_grid(base + '.png', samples[order], ncols=per_class)
       else:
         viz.save_grid(base + '.png', samples)
       np.savez_compressed(base + '.npz', images=samples.astype(np.float32),
-                          **({'labels': labels} if self.num_classes else {}))
+                          **({'labels': labels} if self.eval_labels(1) is not None else {}))
       for (name, strip), path in zip(strips.items(), written[2:]):
         viz.save_grid(path, strip, ncols=self.config.gan.interp_steps)
     print(f'wrote {base}.png ({len(samples)} samples)', flush=True)
@@ -459,17 +524,24 @@ class GANExperiment(family.Experiment):
     return not self.is_points
 
   def eval_labels(self, num_samples: int) -> np.ndarray | None:
-    """Balanced classes (i mod K) for a conditional generator, else None."""
-    if not self.num_classes:
+    """Balanced classes (i mod K) for a conditional generator, else None (also for
+    clusters, which are not the classes the evaluation's classifier knows)."""
+    if not self.num_classes or self.clustered:
       return None
     return (np.arange(num_samples) % self.num_classes).astype(np.int32)
 
   def sample_images(self, state: TrainState, rng, num_samples: int, labels=None,
                     use_ema: bool = True):
-    """num_samples images (N, H, W, C) in [-1, 1] for z drawn from rng."""
-    labels = np.zeros((num_samples,), np.int32) if labels is None else labels
+    """num_samples images (N, H, W, C) in [-1, 1] for z drawn from rng; an unconditional G
+    with latent codes draws codes i mod gan.latent_classes (the uniform prior, balanced)."""
+    if labels is None and self.clustered:  # clusters in proportion to their sizes
+      labels = np.asarray(jax.random.choice(jax.random.fold_in(rng, LATENT_CODE_STREAM),
+                                            self.num_classes, (num_samples,),
+                                            p=jnp.asarray(self.cluster_freq)))
+    elif labels is None:
+      labels = np.arange(num_samples) % max(self.g_classes, 1)
     return self.generate(state, self._latents_for_samples(rng, num_samples),
-                         np.asarray(self._class_weights(labels)), use_ema)
+                         np.asarray(self._g_weights(labels)), use_ema)
 
   def sampler_settings(self) -> dict:
     return {'name': 'generator', 'truncation': self.config.gan.truncation,

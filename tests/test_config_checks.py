@@ -121,6 +121,11 @@ def test_vae_refuses(overrides, needles):
     ({'model__bn_momentum': 1.0}, ['model.bn_momentum must be a number in [0, 1)']),
     ({'gan__d_steps': 0}, ['gan.d_steps must be an integer >= 1']),
     ({'data__image_size': 24}, ['data.image_size=24 must be 4 * 2^k']),
+    ({'gan__cluster_classes': -1}, ['gan.cluster_classes must be an integer >= 0, not -1']),
+    ({'gan__cluster_classes': 20, 'gan__conditional': True},
+     ['gan.cluster_classes=20 conditions the players', 'gan.conditional=False']),
+    ({'gan__latent_classes': 10, 'gan__conditional': True, 'gan__cluster_classes': 0},
+     ['gan.latent_classes=10 is a code for an unconditional G']),
 ])
 def test_gan_refuses(overrides, needles):
   _refused(gan.validate, _config('dcgan', **overrides), *needles)

@@ -8,6 +8,7 @@ import pytest
 
 from configs import dcgan as dcgan_config
 from experiments import gan as gan_experiment
+from gen_jax import clustering
 from gen_jax import parallel
 from gen_jax import toy_data
 from gen_jax import viz
@@ -67,6 +68,7 @@ def _tiny_config(**gan_fields):
   config.data.image_size = 8
   config.model.z_dim, config.model.g_ch, config.model.d_ch = 8, 8, 8
   config.training.batch_size = 8
+  config.gan.cluster_classes = 0  # the default's k-means clusters only where a test asks
   for key, value in gan_fields.items():
     config.gan[key] = value
   return config
@@ -183,3 +185,79 @@ def test_batch_stat_norm_matches_the_closed_form():
   variables = d.init(jax.random.PRNGKey(0), jnp.zeros((2, 16, 16, 1)), None, update_stats=False)
   assert sorted(k for k in variables['params'] if k.startswith('norm')) == ['norm_down1']
   assert set(variables) == {'params'}  # no running statistics to carry
+
+
+def test_latent_codes_are_uniform_random_and_ignore_the_labels():
+  """gan.latent_classes: G's class input is a uniform code per example (keyed by the step's
+  key and the example's position), whatever the labels; D stays unconditional."""
+  mesh = parallel.make_mesh()
+  exp = gan_experiment.GANExperiment(_tiny_config(latent_classes=4), mesh)
+  params = jax.jit(exp.init_state)(jax.random.PRNGKey(0)).params
+  assert params['generator']['class_embed']['kernel'].shape == (4, exp.config.model.embed_dim)
+  assert 'class_embed' not in params['discriminator']
+  n = 4000
+  batch = {'label': jnp.zeros((n,), jnp.int32), 'index': jnp.arange(n)}
+  weights = np.asarray(exp._fake_class_weights(jax.random.PRNGKey(1), batch))  # (n, 4)
+  assert weights.shape == (n, 4) and np.all(weights.sum(axis=1) == 1)
+  counts = weights.sum(axis=0)
+  # Uniform over 4 codes: each count is Binomial(n, 1/4), std sqrt(n * 3 / 16) ~ 27.
+  assert np.all(np.abs(counts - n / 4) < 5 * np.sqrt(n * 3 / 16)), counts
+  other = np.asarray(exp._fake_class_weights(jax.random.PRNGKey(2), batch))
+  assert 0.15 < np.mean(np.all(weights == other, axis=1)) < 0.35  # independent draws: 1/4
+  # The conditional model's fakes take the real labels instead.
+  cgan = gan_experiment.GANExperiment(_tiny_config(conditional=True), mesh)
+  labels = jnp.arange(8) % 10
+  np.testing.assert_array_equal(
+      cgan._fake_class_weights(jax.random.PRNGKey(1), {'label': labels, 'index': jnp.arange(8)}),
+      jax.nn.one_hot(labels, 10))
+
+
+def test_latent_code_samples_cycle_through_the_codes():
+  """Unconditional samples (evaluation's, with no labels) draw codes i mod K, balanced."""
+  mesh = parallel.make_mesh()
+  exp = gan_experiment.GANExperiment(_tiny_config(latent_classes=3), mesh)
+  state = jax.jit(exp.init_state)(jax.random.PRNGKey(0))
+  rng = jax.random.PRNGKey(5)
+  unlabelled = exp.sample_images(state, rng, 9)
+  z = exp._latents_for_samples(rng, 9)
+  by_code = exp.generate(state, z, np.eye(3, dtype=np.float32)[np.arange(9) % 3])
+  np.testing.assert_allclose(unlabelled, by_code, rtol=1e-6)
+  code0 = exp.generate(state, z, np.eye(3, dtype=np.float32)[np.zeros(9, int)])
+  assert np.abs(unlabelled[1:3] - code0[1:3]).max() > 1e-4  # the code changes the sample
+  assert exp.eval_labels(9) is None  # codes are not classes: no class accuracy
+  _, labels = exp.sample_balanced(state, 9, rng)
+  assert np.bincount(labels).tolist() == [3, 3, 3]
+
+
+def test_kmeans_recovers_separated_blobs_and_their_means():
+  rng = np.random.default_rng(0)
+  truth = rng.integers(0, 4, 400)
+  centres = 10.0 * np.eye(4, 6)  # (4, 6) far apart against the unit noise
+  points = centres[truth] + rng.normal(size=(400, 6))
+  found, ids = clustering.kmeans(points, 4, seed=3)
+  # The same partition up to renaming: each found cluster is one true blob.
+  pairs = set(zip(ids.tolist(), truth.tolist()))
+  assert len(pairs) == 4 and len({a for a, _ in pairs}) == 4
+  for c in range(4):  # each centre is its members' mean (Lloyd's fixed point)
+    np.testing.assert_allclose(found[c], points[ids == c].mean(axis=0), rtol=1e-10)
+
+
+def test_cluster_classes_replace_the_labels_and_sample_by_cluster_size():
+  mesh = parallel.make_mesh()
+  exp = gan_experiment.GANExperiment(_tiny_config(cluster_classes=5), mesh)
+  ids = exp._train_data.labels
+  assert exp.num_classes == 5 and exp._train_data.num_classes == 5
+  assert sorted(set(ids.tolist())) == [0, 1, 2, 3, 4]
+  np.testing.assert_allclose(exp.cluster_freq, np.bincount(ids) / len(ids))
+  # Each image's cluster is its nearest cluster mean (no label was read).
+  flat = exp._train_data.images.reshape(len(ids), -1)
+  means = np.stack([flat[ids == c].mean(axis=0) for c in range(5)])
+  np.testing.assert_array_equal(
+      np.argmin(((flat[:, None] - means[None]) ** 2).sum(-1), axis=1), ids)
+  assert exp.eval_labels(10) is None  # clusters are not the classifier's classes
+  state = jax.jit(exp.init_state)(jax.random.PRNGKey(0))
+  rng = jax.random.PRNGKey(5)
+  unlabelled = exp.sample_images(state, rng, 6)
+  drawn = np.asarray(jax.random.choice(jax.random.fold_in(rng, gan_experiment.LATENT_CODE_STREAM),
+                                       5, (6,), p=jnp.asarray(exp.cluster_freq)))
+  np.testing.assert_allclose(unlabelled, exp.sample_images(state, rng, 6, drawn), rtol=1e-6)

@@ -22,8 +22,9 @@ TINY_DCGAN = [
     '--config.sampling.num_samples=16',
     '--config.gan.interp_rows=2',
     '--config.gan.interp_steps=4',
+    '--config.gan.cluster_classes=4',  # the default's k-means clusters, fewer
 ]
-TINY_CGAN = ['--config=configs/cgan.py', *TINY_DCGAN[1:], '--config.sampling.num_samples=20']
+TINY_CGAN = ['--config=configs/cgan.py', *TINY_DCGAN[1:-1], '--config.sampling.num_samples=20']
 GAN_METRICS = ('grad_norm', 'd_loss', 'g_loss', 'd_real', 'd_fake', 'd_grad_norm',
                'g_grad_norm', 'g_lr', 'd_lr')
 
@@ -101,6 +102,7 @@ def test_tfds_mock_mnist_smoke(tmp_path):
   config.training.sample_every = 2
   config.sampling.num_samples = 8
   config.gan.interp_rows, config.gan.interp_steps = 2, 3
+  config.gan.cluster_classes = 2  # k-means over the mock images
   workdir = str(tmp_path / 'mnist')
   with tfds.testing.mock_data(num_examples=32):
     assert programs.run(config, workdir) == 'done'
@@ -137,7 +139,31 @@ def test_eight_devices_match_one_device(tmp_path, d_norm, r1):
     ('--config.training.eval_every=10', 'training.eval_every'),
     ('--config.gan.ema_decay=0.9', 'gan.ema_decay is now optim.ema_decay'),  # renamed
     ('--config.model.d_norm=layer', 'model.d_norm'),
+    ('--config.gan.latent_classes=-1', 'gan.latent_classes'),
+    ('--config.gan.latent_classes=10 --config.gan.conditional=True', 'gan.latent_classes=10'),
 ])
 def test_bad_config_gives_one_line_error(tmp_path, override, needle):
-  proc = run_launch([*TINY_DCGAN, f'--workdir={tmp_path}', override], check=False)
+  proc = run_launch([*TINY_DCGAN, f'--workdir={tmp_path}', *override.split()], check=False)
   assert_one_line_error(proc, needle)
+
+
+def test_latent_code_dcgan_resumes_exactly_and_draws_a_row_per_code(tmp_path):
+  """gan.latent_classes: the codes' keys resume with the run; the grid has a row a code."""
+  args = [*TINY_DCGAN[:-1], '--config.gan.cluster_classes=0', '--config.gan.latent_classes=3',
+          '--config.training.log_every=1']
+  straight, resumed = str(tmp_path / 'straight'), str(tmp_path / 'resumed')
+  run_launch([*args, f'--workdir={straight}', '--config.training.num_steps=4'])
+  run_launch([*args, f'--workdir={resumed}', '--config.training.num_steps=2'])
+  run_launch([*args, f'--workdir={resumed}', '--config.training.num_steps=4'])
+  for key in ('train/d_loss', 'train/g_loss'):
+    losses = {r: [m[key] for m in read_jsonl(os.path.join(r, 'metrics.jsonl'))
+                  if m['step'] > 2] for r in (straight, resumed)}
+    assert len(losses[straight]) == 2
+    np.testing.assert_allclose(losses[resumed], losses[straight], rtol=1e-6, err_msg=key)
+  run_launch([*args, f'--workdir={resumed}', '--mode=sample'])
+  arrays = np.load(_samples(resumed, 'sample_step0000004.npz'))
+  assert arrays['images'].shape == (16, 8, 8, 1) and 'labels' not in arrays
+  grid = np.asarray(Image.open(_samples(resumed, 'sample_step0000004.png')))
+  # 3 rows (codes) of 16 // 3 = 5 samples, each 8 px plus 1 px of padding.
+  assert grid.shape[0] / grid.shape[1] == pytest.approx((3 * 9 + 1) / (5 * 9 + 1))
+  assert os.path.exists(_samples(resumed, 'interp_class_sample_step0000004.png'))
