@@ -77,19 +77,13 @@ def measure(config, batch: int, steps: int, warmup: int) -> dict:
   source = experiment.train_batches()
   step_fn = trainer.make_guarded_step(experiment)
 
-  def arguments(step):
-    batch_arrays = parallel.host_local_to_global(source.batch(step), mesh)
-    rows = len(jax.tree.leaves(source.batch(step))[0])
-    stop = parallel.host_local_to_global(np.zeros((rows,), np.int32), mesh)
-    return batch_arrays, np.int32(step), stop
-
   start = time.perf_counter()
-  compiled = step_fn.lower(state, *arguments(0)).compile()
+  compiled = step_fn.lower(state, *trainer.step_inputs(source, 0, mesh)).compile()
   compile_s = time.perf_counter() - start
   flops = flops_of(compiled)
   times = []
   for step in range(warmup + steps):
-    args = arguments(step)
+    args = trainer.step_inputs(source, step, mesh)
     start = time.perf_counter()
     state, metrics = compiled(state, *args)
     jax.block_until_ready((state, metrics))

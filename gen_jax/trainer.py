@@ -113,6 +113,23 @@ def make_guarded_step(experiment: Experiment):
   return jax.jit(guarded, donate_argnums=(0,))
 
 
+def step_inputs(source, step: int, mesh, stop_requested=False) -> tuple:
+  """The guarded step's arguments after the state, for `step`: this process's batch as a
+  global array, the step, and its stop flags (one per example of its batch slice) as one.
+
+  Args:
+    source: the experiment's `train_batches()`.
+    step: the step about to run.
+    mesh: the experiment's device mesh.
+    stop_requested: whether this process asks to stop (truthy: a reason).
+  """
+  batch = source.batch(step)
+  rows = len(jax.tree.leaves(batch)[0])
+  stop = np.full((rows,), bool(stop_requested), np.int32)
+  return (parallel.host_local_to_global(batch, mesh), np.int32(step),
+          parallel.host_local_to_global(stop, mesh))
+
+
 def nan_advice(config) -> str:
   """What to change after a non-finite loss, for this config's optimizer settings."""
   o = config.optim
@@ -232,12 +249,8 @@ class _Loop:
       if single and self.signals.requested:  # noticed at once, also before the first step
         return self.stop(self.signals.requested)
       self.ckpt.check_errors()  # a failed background save stops the run here
-      batch = source.batch(step)
-      rows = len(jax.tree.leaves(batch)[0])
-      stop = np.full((rows,), bool(self.signals.requested), np.int32)
       self.state, metrics = step_fn(
-          self.state, parallel.host_local_to_global(batch, experiment.mesh), np.int32(step),
-          parallel.host_local_to_global(stop, experiment.mesh))
+          self.state, *step_inputs(source, step, experiment.mesh, self.signals.requested))
       if self.pending and self.settle():
         return self.stop(self.signals.requested or 'a stop request on another process')
       self.pending = (step + 1, metrics)
