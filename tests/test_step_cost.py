@@ -7,6 +7,12 @@ import os
 import subprocess
 import sys
 
+import jax
+import jax.numpy as jnp
+
+from configs import biggan_imagenet128
+from gen_jax.models import biggan
+
 from tests.conftest import REPO, assert_one_line_error, launch_env
 
 STEP_COST = os.path.join(REPO, 'experiments', 'step_cost.py')
@@ -42,6 +48,26 @@ def _biggan128_forward_flops() -> tuple[float, float]:
   return g, d
 
 
+def _biggan128_gram_flops() -> float:
+  """Closed-form FLOPs of one W^T W of the orthogonal regularization, summed over G's
+  weights (each reshaped to (fan_in, out): 2 fan_in out^2), G's shared embedding skipped
+  as the step skips it. A step pays this once, whatever its batch: the Gram matrices
+  forward and at least as much again for their gradient."""
+  m = biggan_imagenet128.get_config().model
+  g = biggan.BigGANGenerator(channels=1, ch=m.g_ch, ch_mults=m.g_ch_mults, num_classes=10,
+                             shared_dim=m.shared_dim, hierarchical=m.hierarchical,
+                             attn_res=m.g_attn)
+  shapes = jax.eval_shape(lambda: g.init(jax.random.key(0), jnp.zeros((1, m.z_dim)),
+                                         jnp.zeros((1, 10)), train=False))['params']
+  total = 0.0
+  for path, w in jax.tree_util.tree_flatten_with_path(shapes)[0]:
+    names = {getattr(k, 'key', None) for k in path}
+    if len(w.shape) >= 2 and 'shared' not in names:
+      fan_in, out = math.prod(w.shape[:-1]), w.shape[-1]
+      total += 2.0 * fan_in * out * out
+  return total
+
+
 def test_full_biggan_128_trains_two_steps_on_cpu_and_counts_its_flops(tmp_path):
   """configs/biggan_imagenet128.py (70M-parameter G, attention at 64x64), the real step
   (2 D updates, 1 G update, EMA) at batch 1 on one CPU device, with digits for data (the
@@ -61,11 +87,15 @@ def test_full_biggan_128_trains_two_steps_on_cpu_and_counts_its_flops(tmp_path):
   assert metrics['g_ortho'] > 0  # the orthogonal regularisation is in the step
   # Per example, a step runs G forward 3 times (2 D updates, 1 G update) and backward once
   # (~2 forwards), D forward 5 times (real and fake in each D update, fake in the G update)
-  # and backward as often: at least 5 G + 15 D forwards' convolutions.
+  # and backward as often: at least 5 G + 15 D forwards' convolutions. Per step, whatever
+  # the batch, the orthogonal regularization's Gram matrices and their gradient: at least
+  # twice the Gram products (at batch 1 the two add up).
   g, d = _biggan128_forward_flops()
   assert 25e9 < g < 26e9 and 20e9 < d < 22e9  # the README's per-image figures
-  lower = 5 * g + 15 * d
-  assert lower <= cost['flops_per_example'] <= 2 * lower, (cost['flops_per_example'], lower)
+  gram = _biggan128_gram_flops()
+  assert 190e9 < gram < 200e9
+  lower = cost['batch'] * (5 * g + 15 * d) + 2 * gram
+  assert lower <= cost['flops_per_step'] <= 2 * lower, (cost['flops_per_step'], lower)
   full = cost['full_run']
   assert (full['batch'], full['steps']) == (2048, 150_000)
   assert math.isclose(full['flops'], cost['flops_per_example'] * 2048 * 150_000, rel_tol=1e-9)
