@@ -37,9 +37,9 @@ import os
 import jax
 import jax.numpy as jnp
 import numpy as np
+import sklearn.cluster
 
 from experiments import config_checks
-from gen_jax import clustering
 from gen_jax import data
 from gen_jax import family
 from gen_jax import optim
@@ -236,7 +236,12 @@ class GANExperiment(family.Experiment):
     if not isinstance(dataset, data.ArrayDataset) or len(dataset) < k:
       raise UserError(f'gan.cluster_classes={k} needs an in-memory data set of at least {k} '
                       f"images (data.loader='memory'); set gan.cluster_classes=0.")
-    _, ids = clustering.kmeans(dataset.images.reshape(len(dataset), -1), k, self.config.seed)
+    # scikit-learn's Lloyd k-means from a k-means++ start; tol=0 runs it to a fixed point,
+    # where every image is in the cluster of its nearest cluster mean.
+    kmeans = sklearn.cluster.KMeans(n_clusters=k, n_init=1, tol=0.0,
+                                    random_state=self.config.seed)
+    ids = kmeans.fit_predict(dataset.images.reshape(len(dataset), -1).astype(np.float64))
+    ids = ids.astype(np.int32)  # (N,)
     self.cluster_freq = np.bincount(ids, minlength=k) / len(ids)  # (k,)
     return dataclasses.replace(dataset, labels=ids, num_classes=k)
 

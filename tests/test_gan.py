@@ -8,7 +8,6 @@ import pytest
 
 from configs import dcgan as dcgan_config
 from experiments import gan as gan_experiment
-from gen_jax import clustering
 from gen_jax import parallel
 from gen_jax import toy_data
 from gen_jax import viz
@@ -227,19 +226,6 @@ def test_latent_code_samples_cycle_through_the_codes():
   assert exp.eval_labels(9) is None  # codes are not classes: no class accuracy
   _, labels = exp.sample_balanced(state, 9, rng)
   assert np.bincount(labels).tolist() == [3, 3, 3]
-
-
-def test_kmeans_recovers_separated_blobs_and_their_means():
-  rng = np.random.default_rng(0)
-  truth = rng.integers(0, 4, 400)
-  centres = 10.0 * np.eye(4, 6)  # (4, 6) far apart against the unit noise
-  points = centres[truth] + rng.normal(size=(400, 6))
-  found, ids = clustering.kmeans(points, 4, seed=3)
-  # The same partition up to renaming: each found cluster is one true blob.
-  pairs = set(zip(ids.tolist(), truth.tolist()))
-  assert len(pairs) == 4 and len({a for a, _ in pairs}) == 4
-  for c in range(4):  # each centre is its members' mean (Lloyd's fixed point)
-    np.testing.assert_allclose(found[c], points[ids == c].mean(axis=0), rtol=1e-10)
 
 
 def test_cluster_classes_replace_the_labels_and_sample_by_cluster_size():
