@@ -18,6 +18,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # depends on what an earlier session left.
 COMPILATION_CACHE = (os.environ.get('GEN_JAX_TEST_COMPILATION_CACHE')
                      or tempfile.mkdtemp(prefix='gen_jax_test_xla_cache_'))
+# pytest-xdist workers start after this runs in the controller: they inherit the one cache.
+os.environ['GEN_JAX_TEST_COMPILATION_CACHE'] = COMPILATION_CACHE
 _CACHE_ENV = {
     'JAX_COMPILATION_CACHE_DIR': COMPILATION_CACHE,
     'JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS': '0',
