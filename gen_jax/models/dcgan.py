@@ -92,9 +92,46 @@ class BatchStatNorm(nn.Module):
     return (x - mean) * jax.lax.rsqrt(var + self.epsilon) * scale + bias
 
 
+class ConvTranspose4x4s2(nn.Module):
+  """`nn.ConvTranspose(features, (4, 4), strides=(2, 2), padding='SAME')`, computed as four
+  2x2 convolutions at the input resolution, one per output phase.
+
+  The same parameters (kernel (4, 4, I, O), bias (O,)) and the same map as flax's layer,
+  so checkpoints are unchanged. Why: XLA:CPU computes the kernel gradient of the
+  input-dilated convolution behind `lax.conv_transpose` about 20x slower than its forward
+  (84 ms against 4.5 ms for the digits DCGAN's 4x4 -> 8x8 layer at batch 64), which made
+  it most of a training step; the phase convolutions have no dilation.
+
+  With 'SAME' padding, lax.conv_transpose pads the 2x-dilated input by 2 on each side and
+  correlates with the unflipped kernel, so output row 2i reads input rows (i-1, i) through
+  kernel rows (0, 2), and row 2i+1 reads rows (i, i+1) through kernel rows (1, 3); the
+  same for columns.
+  """
+  features: int
+  use_bias: bool = True
+  kernel_init: Callable = nn.initializers.lecun_normal()
+
+  @nn.compact
+  def __call__(self, x):  # (B, H, W, I) -> (B, 2H, 2W, O)
+    kernel = self.param('kernel', self.kernel_init, (4, 4, x.shape[-1], self.features))
+    taps = {0: jnp.array([0, 2]), 1: jnp.array([1, 3])}  # kernel rows of phase 0 / 1
+    pads = {0: (1, 0), 1: (0, 1)}  # phase 0 reads rows (i-1, i), phase 1 rows (i, i+1)
+    conv = lambda a, b: jax.lax.conv_general_dilated(
+        x, kernel[taps[a]][:, taps[b]], (1, 1), (pads[a], pads[b]),
+        dimension_numbers=('NHWC', 'HWIO', 'NHWC'))  # (B, H, W, O): pixels (2i+a, 2j+b)
+    y = jnp.stack([jnp.stack([conv(a, 0), conv(a, 1)], axis=3) for a in (0, 1)],
+                  axis=2)  # (B, H, 2, W, 2, O)
+    b, h, _, w, _, o = y.shape
+    y = y.reshape(b, 2 * h, 2 * w, o)
+    if self.use_bias:
+      y = y + self.param('bias', nn.initializers.zeros, (self.features,))
+    return y
+
+
 class DCGANGenerator(nn.Module):
   """z -> Dense to 4x4 -> [ConvTranspose 4x4/2 -> BatchNorm -> ReLU] x (k-1) ->
-  ConvTranspose 4x4/2 -> tanh, with channels halving as the resolution doubles.
+  ConvTranspose 4x4/2 -> tanh, with channels halving as the resolution doubles
+  (ConvTranspose4x4s2: flax's transposed convolution, computed faster on CPU).
 
   Attributes:
     image_size: output side, 4 * 2^k.
@@ -133,11 +170,10 @@ class DCGANGenerator(nn.Module):
     h = nn.relu(norm('norm_project')(h.reshape(z.shape[0], 4, 4, ch)))  # (B, 4, 4, ch)
     for i in range(k - 1):
       ch //= 2
-      h = nn.ConvTranspose(ch, (4, 4), strides=(2, 2), padding='SAME', use_bias=False,
-                           kernel_init=init, name=f'up{i}')(h)  # (B, 2H, 2W, ch)
+      h = ConvTranspose4x4s2(ch, use_bias=False, kernel_init=init,
+                             name=f'up{i}')(h)  # (B, 2H, 2W, ch)
       h = nn.relu(norm(f'norm_up{i}')(h))
-    h = nn.ConvTranspose(self.channels, (4, 4), strides=(2, 2), padding='SAME',
-                         kernel_init=init, name='to_image')(h)
+    h = ConvTranspose4x4s2(self.channels, kernel_init=init, name='to_image')(h)
     return jnp.tanh(h)  # (B, image_size, image_size, channels)
 
 
