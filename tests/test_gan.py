@@ -2,6 +2,7 @@
 norm, truncation, interpolation, R1, and the ring8 metrics."""
 
 import jax
+import flax.linen as nn
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -123,6 +124,30 @@ def test_spectral_norm_power_iteration_finds_the_largest_singular_value(module, 
 def _flat(tree):
   flat, _ = jax.tree_util.tree_flatten_with_path(tree)
   return [('/'.join(str(getattr(k, 'key', k)) for k in path), leaf) for path, leaf in flat]
+
+
+@pytest.mark.parametrize('shape,features,use_bias', [((2, 4, 4, 16), 8, False),
+                                                     ((3, 5, 7, 3), 1, True)])
+def test_phase_transposed_conv_is_flax_conv_transpose(shape, features, use_bias):
+  # The independent computation: flax's nn.ConvTranspose (lax.conv_transpose on the
+  # dilated input), with the same parameters, in value and in both gradients.
+  x = jax.random.normal(jax.random.PRNGKey(1), shape)
+  flax_layer = nn.ConvTranspose(features, (4, 4), strides=(2, 2), padding='SAME',
+                                use_bias=use_bias)
+  ours = dcgan.ConvTranspose4x4s2(features, use_bias=use_bias)
+  params = flax_layer.init(jax.random.PRNGKey(0), x)
+  params = jax.tree.map(lambda p: jax.random.normal(jax.random.PRNGKey(2), p.shape), params)
+  assert (jax.tree.map(jnp.shape, ours.init(jax.random.PRNGKey(0), x))
+          == jax.tree.map(jnp.shape, params))  # checkpoints of either load in the other
+  y = ours.apply(params, x)
+  b, h, w, _ = shape
+  assert y.shape == (b, 2 * h, 2 * w, features)
+  np.testing.assert_allclose(y, flax_layer.apply(params, x), rtol=1e-5, atol=1e-4)
+  cotangent = jax.random.normal(jax.random.PRNGKey(3), y.shape)
+  grads = lambda layer: jax.grad(lambda p, x: jnp.sum(layer.apply(p, x) * cotangent),
+                                 argnums=(0, 1))(params, x)
+  for got, want in zip(jax.tree.leaves(grads(ours)), jax.tree.leaves(grads(flax_layer))):
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-4)
 
 
 def test_truncation_keeps_every_coordinate_under_the_threshold():
