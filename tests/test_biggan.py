@@ -132,6 +132,39 @@ def test_upconv_is_the_3x3_conv_of_the_nearest_upsampled_input():
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
 
+def test_convpool_is_the_average_pool_of_the_3x3_conv():
+  """ConvPool (one 4x4 stride-2 conv) against nn.avg_pool of nn.Conv(3x3, 'SAME') with the
+  same kernel and bias, also under spectral norm (the same (3, 3, I, O) kernel's power
+  iteration)."""
+  x = jax.random.normal(jax.random.key(0), (2, 6, 8, 4))  # non-square: edges matter
+  kernel = jax.random.normal(jax.random.key(1), (3, 3, 4, 6))
+  bias = jax.random.normal(jax.random.key(2), (6,))
+  variables = {'params': {'kernel': kernel, 'bias': bias}}
+  pool = lambda h: nn.avg_pool(h, (2, 2), strides=(2, 2))
+  y = biggan.ConvPool(6).apply(variables, x)
+  assert y.shape == (2, 3, 4, 6)
+  np.testing.assert_allclose(y, pool(nn.Conv(6, (3, 3)).apply(variables, x)), rtol=1e-5,
+                             atol=1e-5)
+
+  class Plain(nn.Module):
+    @nn.compact
+    def __call__(self, x):
+      return pool(biggan._sn(nn.Conv(6, (3, 3), name='c'), x, True))
+
+  class Fast(nn.Module):
+    @nn.compact
+    def __call__(self, x):
+      return biggan._sn(biggan.ConvPool(6, name='c'), x, True)
+
+  v = Plain().init(jax.random.key(3), x)
+  (y_plain, s_plain), (y_fast, s_fast) = (m.apply(v, x, mutable=['spectral'])
+                                          for m in (Plain(), Fast()))
+  np.testing.assert_allclose(y_fast, y_plain, rtol=1e-5, atol=1e-5)
+  assert jax.tree.structure(s_fast) == jax.tree.structure(s_plain)
+  for a, b in zip(jax.tree.leaves(s_fast), jax.tree.leaves(s_plain)):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
 def test_gblock_layers_keep_the_conv_parameter_shapes():
   """conv1 (UpConv) and the shortcut (before the upsampling) hold nn.Conv's parameters."""
   block = biggan.GBlock(8, init_scheme='dcgan')
@@ -176,6 +209,28 @@ def test_discriminator_blocks_and_projection_head():
       {'params': p['block0'], 'spectral': variables['spectral']['block0']}, x,
       update_stats=False)
   np.testing.assert_allclose(inter['intermediates']['block0']['__call__'][0], first, rtol=1e-5)
+
+
+@pytest.mark.parametrize('preactivation', [True, False])
+def test_dblock_is_biggan_pytorchs_block(preactivation):
+  """The block against its plain form, BigGAN-PyTorch's DBlock: [ReLU ->] conv3x3 -> ReLU ->
+  conv3x3 -> avgpool, plus the shortcut 1x1 conv then pool (pre-activation) or pool then
+  1x1 conv; spectrally normalised convs with the same names and variables."""
+  pool = lambda h: nn.avg_pool(h, (2, 2), strides=(2, 2))
+
+  class Plain(nn.Module):
+    @nn.compact
+    def __call__(self, x):
+      conv = lambda k, name, h: biggan._sn(nn.Conv(8, (k, k), name=name), h, False)
+      h = nn.relu(x) if preactivation else x
+      h = pool(conv(3, 'conv2', nn.relu(conv(3, 'conv1', h))))
+      return h + (pool(conv(1, 'conv_sc', x)) if preactivation else conv(1, 'conv_sc', pool(x)))
+
+  x = jax.random.normal(jax.random.key(0), (2, 8, 6, 3))
+  block = biggan.DBlock(8, preactivation=preactivation, init_scheme='dcgan')
+  variables = block.init(jax.random.key(1), x, update_stats=True)
+  np.testing.assert_allclose(block.apply(variables, x, update_stats=False),
+                             Plain().apply(variables, x), rtol=1e-5, atol=1e-5)
 
 
 def test_dblock_preactivation_is_a_leading_relu():

@@ -149,6 +149,32 @@ class UpConv(nn.Module):
     return y.reshape(b, 2 * h, 2 * w, o) + bias
 
 
+class ConvPool(nn.Module):
+  """avg_pool_2x2(conv3x3(x) + bias), computed as one 4x4 convolution of stride 2.
+
+  Exactly the 'SAME' 3x3 convolution followed by 2x2 average pooling, with the parameters
+  of an `nn.Conv(features, (3, 3))` (kernel (3, 3, I, O), bias (O,)), so spectral norm and
+  checkpoints see the same layer. A pooled output pixel averages four 3x3 windows that
+  together read input rows 2i-1 .. 2i+2: the 4x4 kernel is the 3x3 kernel summed over
+  the four 2x2 shifts, divided by 4. 16 taps on H*W/4 positions instead of 9 on H*W
+  (2.25x fewer FLOPs), and no pooling pass.
+  """
+  features: int
+  kernel_init: Callable = nn.initializers.lecun_normal()
+
+  @nn.compact
+  def __call__(self, x):  # (B, H, W, I) -> (B, H // 2, W // 2, O)
+    kernel = self.param('kernel', self.kernel_init, (3, 3, x.shape[-1], self.features))
+    bias = self.param('bias', nn.initializers.zeros, (self.features,))
+    # Row u of the 4x4 kernel (input offset u - 1): 3x3 rows u (pooled row 0) + u - 1 (row 1).
+    shift = lambda k, axis: (jnp.pad(k, [(0, 1) if a == axis else (0, 0) for a in range(4)])
+                             + jnp.pad(k, [(1, 0) if a == axis else (0, 0) for a in range(4)]))
+    kernel4 = shift(shift(kernel, 0), 1) / 4  # (4, 4, I, O)
+    y = jax.lax.conv_general_dilated(x, kernel4, (2, 2), ((1, 1), (1, 1)),
+                                     dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+    return y + bias  # (B, H // 2, W // 2, O)
+
+
 class GBlock(nn.Module):
   """ccbn -> ReLU -> 2x nearest -> conv3x3 -> ccbn -> ReLU -> conv3x3, plus the
   upsampled input through a 1x1 conv (its channels change or it is upsampled)."""
@@ -177,9 +203,9 @@ class GBlock(nn.Module):
 class DBlock(nn.Module):
   """[ReLU ->] conv3x3 -> ReLU -> conv3x3 [-> avgpool 2x2], plus a shortcut.
 
-  Shortcut (BigGAN-PyTorch's DBlock): with pre-activation, 1x1 conv then downsample;
-  without (the first block, on the image), downsample then 1x1 conv. The shortcut has
-  a conv when the channels change or the block downsamples.
+  Shortcut (BigGAN-PyTorch's DBlock): 1x1 conv and downsampling of the block's input (not
+  its ReLU), with a conv when the channels change or the block downsamples. The last conv
+  and the pooling run as one `ConvPool`.
   """
   out_ch: int
   downsample: bool = True
@@ -193,9 +219,15 @@ class DBlock(nn.Module):
                                   h, update_stats)
     pool = lambda h: nn.avg_pool(h, (2, 2), strides=(2, 2)) if self.downsample else h
     h = nn.relu(x) if self.preactivation else x
-    h = pool(conv(3, 'conv2', nn.relu(conv(3, 'conv1', h))))
+    h = nn.relu(conv(3, 'conv1', h))
+    if self.downsample:  # pool(conv3x3(h)) as one stride-2 4x4 convolution, exactly
+      h = _sn(ConvPool(self.out_ch, kernel_init=init, name='conv2'), h, update_stats)
+    else:
+      h = conv(3, 'conv2', h)
     if self.downsample or x.shape[-1] != self.out_ch:
-      x = pool(conv(1, 'conv_sc', x)) if self.preactivation else conv(1, 'conv_sc', pool(x))
+      # BigGAN-PyTorch pools after the 1x1 conv with pre-activation and before it without;
+      # both linear, they commute exactly, so pool first: a quarter of the positions.
+      x = conv(1, 'conv_sc', pool(x))
     return h + x
 
 
