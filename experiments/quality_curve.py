@@ -135,6 +135,13 @@ def minutes_at(step: int, minutes: dict[int, float]) -> float:
   return m_low + (minutes[upper] - m_low) * (step - lower) / (upper - lower)
 
 
+def _without_source(description):
+  """A feature extractor's or reference's description without the path it came from."""
+  if isinstance(description, dict):
+    return {k: v for k, v in description.items() if k != 'source'}
+  return description
+
+
 def merged_points(path: str, result: dict) -> list[dict]:
   """The points of another quality_curve.json, if scored as `result` is.
 
@@ -155,7 +162,8 @@ def merged_points(path: str, result: dict) -> list[dict]:
     raise UserError(f'--merge={path} is not a readable quality_curve.json ({type(e).__name__}: '
                     f'{e}); give the file a quality_curve.py run wrote.') from None
   for key in ('feature_extractor', 'reference'):
-    if other.get(key) != result[key]:
+    # Where the extractor was loaded from does not matter: its fingerprint names its weights.
+    if _without_source(other.get(key)) != _without_source(result[key]):
       raise UserError(f'--merge={path} was scored with another {key.replace("_", " ")} '
                       f'({other.get(key)} vs {result[key]}); score both runs with the same '
                       f'eval settings.')

@@ -10,6 +10,7 @@ import pytest
 
 from experiments import evaluation
 from experiments import ledger
+from experiments import quality_curve
 from gen_jax.evaluation import class_metrics
 from gen_jax.evaluation.reference_sets import FeatureSet
 from tests.conftest import TINY_DDPM, assert_one_line_error, read_jsonl, run_launch
@@ -439,6 +440,21 @@ def test_quality_curve_of_a_tiny_run(ddpm_dir, classifier_dir, tmp_path):
                         env=launch_env(2), capture_output=True, text=True, timeout=300)
   assert proc.returncode == 2 and 'scored with another reference' in proc.stderr, proc.stderr
   assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_merge_matches_extractors_by_fingerprint_not_by_path(tmp_path):
+  extractor = {'name': 'classifier', 'fingerprint': 'abc', 'source': '/a/classifier',
+               'checkpoint_step': 1500}
+  result = {'feature_extractor': dict(extractor, source='/b/classifier'),
+            'reference': {'split': 'train', 'n': 1500}}
+  other = tmp_path / 'other.json'
+  other.write_text(json.dumps({'feature_extractor': extractor,
+                               'reference': {'split': 'train', 'n': 1500},
+                               'points': [{'label': 'x', 'minutes': 1.0}]}))
+  assert quality_curve.merged_points(str(other), result) == [{'label': 'x', 'minutes': 1.0}]
+  result['feature_extractor']['fingerprint'] = 'abd'  # other weights: refused
+  with pytest.raises(quality_curve.UserError, match='another feature extractor'):
+    quality_curve.merged_points(str(other), result)
 
 
 def test_an_evaluation_under_other_settings_keeps_the_earlier_manifest(tmp_path):

@@ -41,9 +41,13 @@ def _biggan128_forward_flops() -> tuple[float, float]:
     c_in = c_out
   g += _conv_flops(ch, 3, side)  # to RGB
   d, c_in, side = 0.0, 3, 128
-  for i, mult in enumerate(d_mults):  # each down-block: two convs at its input side
+  for i, mult in enumerate(d_mults):
+    # Each down-block: 3x3 in->out at its input side, then "3x3 out->out and 2x2 average
+    # pooling" as one 4x4 convolution at half the side (gen_jax.models.biggan.ConvPool);
+    # the last block (4x4, no pooling): two 3x3 convolutions.
     c_out = ch * mult
-    d += _conv_flops(c_in, c_out, side) + _conv_flops(c_out, c_out, side)
+    d += _conv_flops(c_in, c_out, side)
+    d += _conv_flops(c_out, c_out, side // 2, k=4) if i < 5 else _conv_flops(c_out, c_out, side)
     c_in, side = c_out, (side // 2 if i < 5 else side)
   return g, d
 
@@ -91,7 +95,7 @@ def test_full_biggan_128_trains_two_steps_on_cpu_and_counts_its_flops(tmp_path):
   # the batch, the orthogonal regularization's Gram matrices and their gradient: at least
   # twice the Gram products (at batch 1 the two add up).
   g, d = _biggan128_forward_flops()
-  assert 25e9 < g < 26e9 and 20e9 < d < 22e9  # the README's per-image figures
+  assert 25e9 < g < 26e9 and 12e9 < d < 14e9  # the README's per-image figures
   gram = _biggan128_gram_flops()
   assert 190e9 < gram < 200e9
   lower = cost['batch'] * (5 * g + 15 * d) + 2 * gram
