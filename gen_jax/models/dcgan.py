@@ -18,6 +18,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from gen_jax.models import layers
+
 SPECTRAL = 'spectral'  # variable collection of the spectral-norm power-iteration state
 INITS = ('dcgan', 'orthogonal', 'lecun')
 D_NORMS = ('none', 'batch')
@@ -114,15 +116,9 @@ class ConvTranspose4x4s2(nn.Module):
   @nn.compact
   def __call__(self, x):  # (B, H, W, I) -> (B, 2H, 2W, O)
     kernel = self.param('kernel', self.kernel_init, (4, 4, x.shape[-1], self.features))
-    taps = {0: jnp.array([0, 2]), 1: jnp.array([1, 3])}  # kernel rows of phase 0 / 1
-    pads = {0: (1, 0), 1: (0, 1)}  # phase 0 reads rows (i-1, i), phase 1 rows (i, i+1)
-    conv = lambda a, b: jax.lax.conv_general_dilated(
-        x, kernel[taps[a]][:, taps[b]], (1, 1), (pads[a], pads[b]),
-        dimension_numbers=('NHWC', 'HWIO', 'NHWC'))  # (B, H, W, O): pixels (2i+a, 2j+b)
-    y = jnp.stack([jnp.stack([conv(a, 0), conv(a, 1)], axis=3) for a in (0, 1)],
-                  axis=2)  # (B, H, 2, W, 2, O)
-    b, h, _, w, _, o = y.shape
-    y = y.reshape(b, 2 * h, 2 * w, o)
+    # Output phase r reads kernel rows r::2 ((0, 2) or (1, 3)); the same for columns.
+    y = layers.phase_conv_2x(x, [[kernel[r::2, c::2] for c in (0, 1)]
+                                 for r in (0, 1)])  # (B, 2H, 2W, O)
     if self.use_bias:
       y = y + self.param('bias', nn.initializers.zeros, (self.features,))
     return y

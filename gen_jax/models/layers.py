@@ -222,6 +222,32 @@ def _fold_taps(kernel: jax.Array, axis: int) -> tuple[jax.Array, jax.Array]:
 _PHASE_PADDING = ((1, 0), (0, 1))  # phase 0 reads source rows (i-1, i), phase 1 (i, i+1)
 
 
+def phase_conv_2x(x: jax.Array, phase_kernels) -> jax.Array:
+  """A 2x-upsampling convolution computed as four 2x2 convolutions at the input resolution.
+
+  Output pixel (2i + r, 2j + c) is the 2x2 correlation of x with `phase_kernels[r][c]` over
+  source rows (i - 1, i) when r = 0 and (i, i + 1) when r = 1 (the same for columns). A
+  nearest-upsample-then-3x3-conv and a 4x4 stride-2 'SAME' transposed convolution are both
+  of this form, with different phase kernels; neither needs the upsampled or dilated input.
+
+  Args:
+    x: (B, H, W, C).
+    phase_kernels: phase_kernels[r][c] is a (2, 2, C, O) HWIO kernel, r, c in {0, 1}.
+  Returns:
+    (B, 2H, 2W, O), the four phases interleaved.
+  """
+  b, h, w, _ = x.shape
+  rows = []
+  for row_phase in (0, 1):
+    cols = [lax.conv_general_dilated(x, phase_kernels[row_phase][col_phase], (1, 1),
+                                     (_PHASE_PADDING[row_phase], _PHASE_PADDING[col_phase]),
+                                     dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+            for col_phase in (0, 1)]  # (B, H, W, O) each
+    rows.append(jnp.stack(cols, axis=3))  # (B, H, W, 2, O)
+  y = jnp.stack(rows, axis=2)  # (B, H, 2, W, 2, O): output pixel (2i + r, 2j + c)
+  return y.reshape(b, 2 * h, 2 * w, -1)
+
+
 def upsample_conv(x: jax.Array, kernel: jax.Array, bias: jax.Array) -> jax.Array:
   """Nearest-neighbour 2x upsampling, then a 3x3 'SAME' convolution, without the upsampling.
 
@@ -231,20 +257,13 @@ def upsample_conv(x: jax.Array, kernel: jax.Array, bias: jax.Array) -> jax.Array
     bias: (O,).
   Returns:
     (B, 2H, 2W, O): the same function as `nn.Conv(O, (3, 3))(resize(x, 2x, 'nearest'))`,
-    computed as four 2x2 convolutions of x, one per output phase (row parity, column
-    parity), then interleaved: 16 instead of 36 multiply-adds per source pixel and channel
-    pair. On the CPU 2.3x faster forward and 1.9x with its gradient.
+    computed as four 2x2 convolutions of x, one per output phase (`phase_conv_2x`, the
+    kernel's taps that read the same source row summed by `_fold_taps`): 16 instead of 36
+    multiply-adds per source pixel and channel pair. On the CPU 2.3x faster forward and
+    1.9x with its gradient.
   """
-  b, h, w, _ = x.shape
-  rows = []
-  for row_phase, row_kernel in enumerate(_fold_taps(kernel, 0)):  # (2, 3, C, O) each
-    cols = [lax.conv_general_dilated(x, phase_kernel, (1, 1),
-                                     (_PHASE_PADDING[row_phase], _PHASE_PADDING[col_phase]),
-                                     dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
-            for col_phase, phase_kernel in enumerate(_fold_taps(row_kernel, 1))]
-    rows.append(jnp.stack(cols, axis=3))  # (B, H, W, 2, O)
-  y = jnp.stack(rows, axis=2)  # (B, H, 2, W, 2, O): output pixel (2i + r, 2j + c)
-  return y.reshape(b, 2 * h, 2 * w, -1) + bias
+  phase_kernels = [_fold_taps(row_kernel, 1) for row_kernel in _fold_taps(kernel, 0)]
+  return phase_conv_2x(x, phase_kernels) + bias
 
 
 class UpsampleConv(nn.Module):
