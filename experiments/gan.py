@@ -427,7 +427,8 @@ class GANExperiment(family.Experiment):
   def standing_stats(self, state: TrainState, use_ema: bool = True):
     """'Standing statistics' (BigGAN): G's BatchNorm batch mean and variance averaged over
     gan.standing_batches batches of training.batch_size latents (truncated as sampling)
-    and balanced random classes; cached per (step, use_ema)."""
+    and random classes (clusters by their sizes, as `sample_images`); cached per
+    (step, use_ema)."""
     key = (int(state.step), use_ema)
     if getattr(self, '_standing_cache', (None,))[0] == key:
       return self._standing_cache[1]
@@ -436,8 +437,7 @@ class GANExperiment(family.Experiment):
     rng = jax.random.fold_in(jax.random.fold_in(state.rng, int(state.step)),
                              rng_streams.STANDING_STATS)
     z = self._latents_for_samples(jax.random.fold_in(rng, 0), num * batch)
-    labels = np.asarray(jax.random.randint(jax.random.fold_in(rng, 1), (num * batch,), 0,
-                                           max(self.g_classes, 1)))
+    labels = self._draw_labels(jax.random.fold_in(rng, 1), num * batch)  # as samples draw them
     cw = np.asarray(self._g_weights(labels), np.float32)
     # (batch, num, ...): the batch axis is split over devices, scanned over num.
     z = z.reshape(num, batch, -1).swapaxes(0, 1)
@@ -535,14 +535,21 @@ class GANExperiment(family.Experiment):
       return None
     return (np.arange(num_samples) % self.num_classes).astype(np.int32)
 
+  def _draw_labels(self, rng, num: int) -> np.ndarray:
+    """(num,) random labels of G's input: clusters in proportion to their sizes
+    (gan.cluster_classes, the distribution the model samples), else classes (latent
+    codes) uniformly; zeros for an unconditional G."""
+    if self.clustered:
+      return np.asarray(jax.random.choice(rng, self.num_classes, (num,),
+                                          p=jnp.asarray(self.cluster_freq)))
+    return np.asarray(jax.random.randint(rng, (num,), 0, max(self.g_classes, 1)))
+
   def sample_images(self, state: TrainState, rng, num_samples: int, labels=None,
                     use_ema: bool = True):
     """num_samples images (N, H, W, C) in [-1, 1] for z drawn from rng; an unconditional G
     with latent codes draws codes i mod gan.latent_classes (the uniform prior, balanced)."""
     if labels is None and self.clustered:  # clusters in proportion to their sizes
-      labels = np.asarray(jax.random.choice(jax.random.fold_in(rng, LATENT_CODE_STREAM),
-                                            self.num_classes, (num_samples,),
-                                            p=jnp.asarray(self.cluster_freq)))
+      labels = self._draw_labels(jax.random.fold_in(rng, LATENT_CODE_STREAM), num_samples)
     elif labels is None:
       labels = np.arange(num_samples) % max(self.g_classes, 1)
     return self.generate(state, self._latents_for_samples(rng, num_samples),

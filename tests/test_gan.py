@@ -272,3 +272,24 @@ def test_cluster_classes_replace_the_labels_and_sample_by_cluster_size():
   drawn = np.asarray(jax.random.choice(jax.random.fold_in(rng, gan_experiment.LATENT_CODE_STREAM),
                                        5, (6,), p=jnp.asarray(exp.cluster_freq)))
   np.testing.assert_allclose(unlabelled, exp.sample_images(state, rng, 6, drawn), rtol=1e-6)
+
+
+def test_random_labels_follow_the_cluster_sizes_also_for_standing_statistics():
+  mesh = parallel.make_mesh()
+  exp = gan_experiment.GANExperiment(
+      _tiny_config(cluster_classes=5, sample_bn_stats='standing', standing_batches=2), mesh)
+  assert np.ptp(exp.cluster_freq) > 0.05  # unequal clusters: the test can tell the two apart
+  drawn = exp._draw_labels(jax.random.PRNGKey(0), 20000)
+  np.testing.assert_allclose(np.bincount(drawn, minlength=5) / 20000, exp.cluster_freq,
+                             atol=0.015)
+  labelled = gan_experiment.GANExperiment(_tiny_config(conditional=True), mesh)
+  drawn = labelled._draw_labels(jax.random.PRNGKey(0), 20000)
+  np.testing.assert_allclose(np.bincount(drawn, minlength=10) / 20000, 0.1, atol=0.015)
+  # G's standing BatchNorm statistics are of the clusters as sampled: with uniform cluster
+  # frequencies instead they change.
+  state = jax.jit(exp.init_state)(jax.random.PRNGKey(0))
+  by_size = exp.standing_stats(state)
+  exp.cluster_freq, exp._standing_cache = np.full(5, 0.2), (None,)
+  uniform = exp.standing_stats(state)
+  assert max(float(np.abs(a - b).max()) for a, b in
+             zip(jax.tree.leaves(by_size), jax.tree.leaves(uniform))) > 1e-4
