@@ -320,7 +320,7 @@ def _closed_form_counts(ch, g_mults, d_mults, num_down, z_chunk, shared, classes
      _closed_form_counts(64, (4, 4, 4), (4, 4, 4, 4), 2, 128, 0, 10, -1, -1)),
     # The digits: z 96 in 3 chunks of 32, shared embedding 32, attention after G block 0 and
     # D block 0 (8x8), grey images.
-    (biggan_config, 10, 1, _closed_form_counts(16, (4, 2), (2, 4, 4), 2, 32, 32, 10, 0, 0, 1)),
+    (biggan_config, 10, 1, _closed_form_counts(8, (4, 2), (2, 4, 4), 2, 32, 32, 10, 0, 0, 1)),
 ])
 def test_configs_parameter_counts(config_module, num_classes, channels, closed_form):
   """Counted with jax.eval_shape (no weights are allocated): a CPU step of the 128x128
@@ -339,7 +339,7 @@ def test_configs_parameter_counts(config_module, num_classes, channels, closed_f
                                          update_stats=False))
   assert (_num_params(g_vars['params']), _num_params(d_vars['params'])) == closed_form
   if config_module is biggan_config:  # the README's figures
-    assert closed_form == (176_066, 143_010)
+    assert closed_form == (60_034, 36_114)
   if num_classes == 1000:  # the paper's G is about 70M parameters
     assert _num_params(g_vars['params']) == pytest.approx(70e6, rel=0.01)
   out = jax.eval_shape(lambda v: g.apply(v, jnp.zeros((2, m.z_dim)), jnp.zeros((2, num_classes)),
@@ -353,4 +353,6 @@ def test_biggan_configs_are_valid(config_module):
   gan_experiment.validate(config)  # raises UserError on any inconsistency
   m = config.model
   assert config.data.image_size == 4 * 2 ** len(m.g_ch_mults)
-  assert config.optim.b1 == 0.0 and config.gan.loss == 'hinge' and config.gan.conditional
+  assert config.optim.b1 == 0.0 and config.gan.conditional
+  # The paper's hinge loss; the digits config measured the non-saturating one better (README).
+  assert config.gan.loss == ('non_saturating' if config_module is biggan_config else 'hinge')
