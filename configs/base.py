@@ -43,6 +43,9 @@ def get_base_config() -> ml_collections.ConfigDict:
   config.training.eval_every = 0  # steps between in-training evaluations (0 disables).
   config.training.keep_checkpoints = 3  # how many checkpoints to keep.
   config.training.async_checkpoints = True  # save checkpoints in a background thread.
+  # Persistent XLA compilation cache, so a restarted run skips recompiling: 'auto'
+  # ($JAX_COMPILATION_CACHE_DIR, else ~/.cache/gen_jax/jax_compilation_cache), a directory, or '' (off).
+  config.training.compilation_cache = 'auto'
 
   config.optim = ml_collections.ConfigDict()
   config.optim.optimizer = 'adam'  # 'adam' or 'adamw'.

@@ -6,7 +6,8 @@ Datasets:
   * 'folder:PATH': PNG / JPEG files under PATH (one split, 'train'), labels from the
     subfolder names when `data.labels_from_subfolders` (gen_jax.input_pipeline).
   * any other name: a tensorflow-datasets dataset, loaded with `download=False` from
-    `data.data_dir`; TensorFlow is imported only then.
+    `data.data_dir`. The memory loader decodes it through TensorFlow (the `tfds` extra);
+    the grain loader reads ArrayRecord files without it.
 
 Loaders (`data.loader`): 'memory' holds the split as float32 arrays (BatchSource);
 'grain' reads it record by record with grain (gen_jax.input_pipeline.GrainBatchSource),
@@ -93,9 +94,33 @@ EMBEDDED_DATASETS: dict[str, Callable[[str, int, str], ArrayDataset]] = {
 }
 
 
+TFDS_EXTRA_HINT = ('pip install -e ".[tfds]" adds it (tensorflow-cpu on Linux x86-64, '
+                   'tensorflow elsewhere)')
+
+
+def import_tensorflow(what: str):
+  """TensorFlow, which tfds needs to decode most datasets; one line naming the extra when
+  this install has none (the base install does not: it has no wheels for every platform).
+
+  Args:
+    what: what needs it, for the message.
+  Returns:
+    The tensorflow module.
+  """
+  try:
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  except ImportError:
+    raise UserError(
+        f'{what} is decoded through TensorFlow, which this install does not have: '
+        f'{TFDS_EXTRA_HINT}; or prepare it as ArrayRecord (tfds build --file_format='
+        f'array_record) and read it with data.loader=\'grain\', which needs no TensorFlow.'
+    ) from None
+  return tf
+
+
 def _load_tfds(name: str, split: str, image_size: int, data_dir: str) -> ArrayDataset:
   """Loads a prepared tfds image dataset fully into memory (never downloads)."""
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  tf = import_tensorflow(f'tfds dataset {name!r} with data.loader=\'memory\'')
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   tf.config.set_visible_devices([], 'GPU')  # Keep TensorFlow off the accelerators.
   data_dir = data_dir or None

@@ -21,7 +21,7 @@ HISTORY_NAME = 'config_history.jsonl'
 MUTABLE = (
     'training.num_steps', 'training.log_every', 'training.checkpoint_every',
     'training.sample_every', 'training.eval_every', 'training.keep_checkpoints',
-    'training.async_checkpoints',
+    'training.async_checkpoints', 'training.compilation_cache',
     'optim.lr', 'optim.warmup_steps', 'optim.decay', 'optim.grad_clip', 'optim.b1',
     'optim.b2', 'optim.eps', 'optim.weight_decay', 'optim.ema_decay',
     'optim.g_lr', 'optim.d_lr',

@@ -14,6 +14,7 @@ from typing import Any, Callable
 import jax
 
 from gen_jax import checkpoint
+from gen_jax import compilation_cache
 from gen_jax import parallel
 from gen_jax import preemption
 from gen_jax.errors import UserError
@@ -39,8 +40,9 @@ def skypilot_processes(env=None) -> tuple[str, int, int] | None:
 
 def setup_devices(config, coordinator_address: str = '', num_processes: int = 0,
                   process_id: int = -1, workdir: str = '') -> None:
-  """Before JAX starts: one CPU device per core (dividing the batches), then processes
-  (their C++ logs in WORKDIR/logs)."""
+  """Before JAX starts: the persistent compilation cache, one CPU device per core (dividing
+  the batches), then processes (their C++ logs in WORKDIR/logs)."""
+  compilation_cache.configure(config.training.compilation_cache)
   divisor = math.gcd(config.training.batch_size, config.sampling.num_samples,
                      config.eval.batch_size)
   parallel.configure_cpu_devices(

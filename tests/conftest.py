@@ -25,6 +25,8 @@ _CACHE_ENV = {
     'JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS': '0',
     'JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES': '0',
 }
+# In-process runs too: gen_jax.compilation_cache keeps the settings it finds in the environment.
+os.environ.update(_CACHE_ENV)
 jax.config.update('jax_compilation_cache_dir', COMPILATION_CACHE)
 jax.config.update('jax_persistent_cache_min_compile_time_secs', 0)
 jax.config.update('jax_persistent_cache_min_entry_size_bytes', 0)
@@ -61,11 +63,13 @@ def launch_env(devices: int | None = 1) -> dict:
   return env
 
 
-def run_launch(args, devices: int | None = 1, timeout: int = 300, check: bool = True):
-  """Runs `python launch.py ARGS`; returns the CompletedProcess."""
+def run_launch(args, devices: int | None = 1, timeout: int = 300, check: bool = True,
+               env: dict | None = None):
+  """Runs `python launch.py ARGS` (with `env` over `launch_env`); returns the
+  CompletedProcess."""
   proc = subprocess.run([sys.executable, os.path.join(REPO, 'launch.py'), *args],
-                        cwd=REPO, env=launch_env(devices), capture_output=True, text=True,
-                        timeout=timeout)
+                        cwd=REPO, env={**launch_env(devices), **(env or {})},
+                        capture_output=True, text=True, timeout=timeout)
   if check and proc.returncode != 0:
     raise AssertionError(f'launch.py failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}')
   return proc
