@@ -24,6 +24,9 @@ _CACHE_ENV = {
     'JAX_COMPILATION_CACHE_DIR': COMPILATION_CACHE,
     'JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS': '0',
     'JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES': '0',
+    # No size limit, so no process takes the eviction lock: processes that lock and processes
+    # that do not would race on an entry being written.
+    'JAX_COMPILATION_CACHE_MAX_SIZE': '-1',
 }
 # In-process runs too: gen_jax.compilation_cache keeps the settings it finds in the environment.
 os.environ.update(_CACHE_ENV)
@@ -65,10 +68,11 @@ def launch_env(devices: int | None = 1) -> dict:
 
 def run_launch(args, devices: int | None = 1, timeout: int = 300, check: bool = True,
                env: dict | None = None):
-  """Runs `python launch.py ARGS` (with `env` over `launch_env`); returns the
-  CompletedProcess."""
+  """Runs `python launch.py ARGS` (with `env` over `launch_env`, None removing a variable);
+  returns the CompletedProcess."""
+  env = {k: v for k, v in {**launch_env(devices), **(env or {})}.items() if v is not None}
   proc = subprocess.run([sys.executable, os.path.join(REPO, 'launch.py'), *args],
-                        cwd=REPO, env={**launch_env(devices), **(env or {})},
+                        cwd=REPO, env=env,
                         capture_output=True, text=True, timeout=timeout)
   if check and proc.returncode != 0:
     raise AssertionError(f'launch.py failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}')
