@@ -5,6 +5,11 @@ Datasets:
     no TensorFlow). Split: 'train' = the first 1500 images, 'test' = the last 297.
   * 'folder:PATH': PNG / JPEG files under PATH (one split, 'train'), labels from the
     subfolder names when `data.labels_from_subfolders` (gen_jax.input_pipeline).
+  * 'fashion_mnist', 'mnist': tensorflow-datasets' prepared copy when there is one (as
+    below), else the four IDX files (gen_jax.idx_files; gzipped or not) in `data.data_dir`
+    or where a system package puts them (Debian's dataset-fashion-mnist:
+    /usr/share/datasets/fashion-mnist; no package ships MNIST). Splits 'train' (60000) and
+    'test' (10000). Never downloaded: with neither, one line names both ways to get them.
   * any other name: a tensorflow-datasets dataset, loaded with `download=False` from
     `data.data_dir`. The memory loader decodes it through TensorFlow (the `tfds` extra);
     the grain loader reads ArrayRecord files without it.
@@ -13,6 +18,7 @@ Loaders (`data.loader`): 'memory' holds the split as float32 arrays (BatchSource
 'grain' reads it record by record with grain (gen_jax.input_pipeline.GrainBatchSource),
 for splits larger than memory; 'auto' takes grain when the training split would take more
 than `data.max_memory_bytes` as float32. Both give the same batches for the same seed.
+The embedded datasets and those read from IDX files are arrays under either loader.
 
 Images are float32 in [-1, 1], shape (N, H, W, C), resized to `data.image_size`.
 
@@ -24,11 +30,13 @@ Every process builds the same order and keeps only its own slice of each global 
 """
 
 import dataclasses
+import importlib.util
 import os
 from typing import Callable
 
 import numpy as np
 
+from gen_jax import idx_files
 from gen_jax.errors import UserError
 
 DIGITS_TRAIN_SIZE = 1500  # digits 'train' = images [0, 1500), 'test' = [1500, 1797).
@@ -94,6 +102,10 @@ EMBEDDED_DATASETS: dict[str, Callable[[str, int, str], ArrayDataset]] = {
 }
 
 
+class TfdsNotPrepared(UserError):
+  """tfds knows the dataset but has no copy of it prepared (for this loader)."""
+
+
 TFDS_EXTRA_HINT = ('pip install -e ".[tfds]" adds it (tensorflow-cpu on Linux x86-64, '
                    'tensorflow elsewhere)')
 
@@ -134,9 +146,9 @@ def _load_tfds(name: str, split: str, image_size: int, data_dir: str) -> ArrayDa
                   f"network access and pass --config.data.data_dir=DIR.")
   try:
     dataset = tfds.load(name, split=split, data_dir=data_dir, download=False)
-  except AssertionError:
-    raise UserError(f"tfds dataset {name!r} is not prepared in "
-                    f"{builder.data_dir_root}: {prepare_hint}") from None
+  except AssertionError:  # tfds' way of saying that nothing is prepared there
+    raise TfdsNotPrepared(f"tfds dataset {name!r} is not prepared in "
+                          f"{builder.data_dir_root}: {prepare_hint}") from None
   except ValueError as e:
     raise UserError(f"tfds dataset {name!r} cannot load split {split!r} ({e}).") from None
   if 'image' not in dataset.element_spec:
@@ -157,6 +169,87 @@ def _load_tfds(name: str, split: str, image_size: int, data_dir: str) -> ArrayDa
   return ArrayDataset(images=images, labels=labels, num_classes=num_classes)
 
 
+@dataclasses.dataclass(frozen=True)
+class IdxSource:
+  """Where the IDX files of a dataset may be besides `data.data_dir`."""
+  system_dir: str  # where a system package puts them ('': no package ships them)
+  package: str  # that package, for the message ('': none)
+  num_classes: int = 10
+
+
+# Datasets that tfds knows and that also ship as IDX files, read when tfds has no prepared
+# copy. Debian puts datasets in /usr/share/datasets/<name>; `apt-cache search mnist` finds
+# only Fashion-MNIST.
+IDX_DATASETS: dict[str, IdxSource] = {
+    'fashion_mnist': IdxSource('/usr/share/datasets/fashion-mnist', 'dataset-fashion-mnist'),
+    'mnist': IdxSource('', ''),
+}
+
+
+def _load_tfds_or_idx(name: str, split: str, image_size: int,
+                      data_dir: str) -> ArrayDataset:
+  """A dataset of IDX_DATASETS: tfds' prepared copy when there is one, else its IDX files.
+
+  Whether tfds has it is asked of tfds.load itself (not of the files on disk), so that
+  tfds.testing.mock_data, which patches the loading, stands for a prepared copy.
+  """
+  has_tensorflow = importlib.util.find_spec('tensorflow') is not None
+  if has_tensorflow:
+    try:
+      return _load_tfds(name, split, image_size, data_dir)
+    except TfdsNotPrepared:
+      pass  # the IDX files, below
+  # Without TensorFlow a prepared tfds copy cannot be decoded; the IDX files hold the same.
+  source = IDX_DATASETS[name]
+  if split not in idx_files.SPLIT_FILES:
+    raise UserError(f"{name} read from IDX files has the splits "
+                    f"{' and '.join(map(repr, idx_files.SPLIT_FILES))}, not {split!r}.")
+  paths = idx_files.find_split(split, [data_dir, source.system_dir])
+  if paths is None:
+    if not has_tensorflow and _tfds_is_prepared(name, data_dir):
+      import_tensorflow(f'tfds dataset {name!r} with data.loader=\'memory\'')  # raises
+    raise UserError(_no_idx_files_message(name, split, data_dir, source, has_tensorflow))
+  images, labels = idx_files.read_split(*paths)  # (N, H, W) uint8, (N,) uint8
+  if labels.size and labels.max() >= source.num_classes:
+    raise UserError(f'{paths[1]}: label {labels.max()} is not one of {name}\'s '
+                    f'{source.num_classes} classes 0..{source.num_classes - 1}.')
+  _say(f'data: {name} {split} from the IDX files {paths[0]} and {paths[1]} '
+       f'({len(labels)} images).')
+  images = images[..., None].astype(np.float32)  # (N, H, W, 1)
+  images /= 255.0
+  images = _resize(images, image_size)
+  # In place: a float32 copy of the training split is 188 MB at 28x28.
+  np.clip(images, 0.0, 1.0, out=images)
+  images *= 2.0
+  images -= 1.0
+  return ArrayDataset(images=images, labels=labels.astype(np.int32),
+                      num_classes=source.num_classes)
+
+
+def _tfds_is_prepared(name: str, data_dir: str) -> bool:
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  return tfds.builder(name, data_dir=data_dir or None).is_prepared()
+
+
+def _no_idx_files_message(name: str, split: str, data_dir: str, source: IdxSource,
+                          has_tensorflow: bool) -> str:
+  """The one line for a dataset with neither a prepared tfds copy nor IDX files."""
+  images, labels = idx_files.SPLIT_FILES[split]
+  where = (' or '.join(d for d in (data_dir, source.system_dir) if d)
+           or 'data.data_dir (not set)')
+  all_four = ', '.join(stem for stems in idx_files.SPLIT_FILES.values() for stem in stems)
+  routes = [f'`apt-get install {source.package}`'] if source.package else []
+  routes += [f'put the four IDX files ({all_four}; .gz or not) in DIR and pass '
+             f'--config.data.data_dir=DIR',
+             f'run `tfds build {name} --data_dir=DIR` on a machine with network access and '
+             f'pass --config.data.data_dir=DIR'
+             + ('' if has_tensorflow else f' (tfds decodes it through TensorFlow: '
+                                          f'{TFDS_EXTRA_HINT})')]
+  return (f'{name} {split!r} is neither prepared for tfds (in '
+          f'{data_dir or "~/tensorflow_datasets"}) nor in IDX files ({images}[.gz] and '
+          f'{labels}[.gz]) in {where}: {", or ".join(routes)}.')
+
+
 def load_dataset(data_config, split: str) -> ArrayDataset:
   """Loads `split` of `data_config.dataset` as arrays.
 
@@ -175,6 +268,8 @@ def load_dataset(data_config, split: str) -> ArrayDataset:
     dataset = input_pipeline.decode_all(records, data_config.get('on_bad_image', 'fail'))
   elif name in EMBEDDED_DATASETS:
     dataset = EMBEDDED_DATASETS[name](split, data_config.image_size, data_config.data_dir)
+  elif name in IDX_DATASETS:
+    dataset = _load_tfds_or_idx(name, split, data_config.image_size, data_config.data_dir)
   else:
     dataset = _load_tfds(name, split, data_config.image_size, data_config.data_dir)
   if len(dataset) == 0:
@@ -204,7 +299,8 @@ def choose_loader(data_config, split: str) -> tuple[str, str]:
 
   'auto' takes grain when the split, as float32 images at `data.image_size`, would take
   more than `data.max_memory_bytes`, or for random crops; embedded datasets are always in
-  memory.
+  memory, and so are those of IDX_DATASETS that tfds has not prepared (their IDX files
+  hold at most 60000 28x28 images: 188 MB as float32).
   """
   loader = data_config.get('loader', 'memory')
   if loader not in LOADERS:
@@ -214,9 +310,11 @@ def choose_loader(data_config, split: str) -> tuple[str, str]:
   name = data_config.dataset
   if name in EMBEDDED_DATASETS:
     return 'memory', f'{name} is embedded'
+  count, channels = _split_size(data_config, split)
+  if name in IDX_DATASETS and not count:  # tfds has no copy: the IDX files, as arrays
+    return 'memory', f'{name} has no prepared tfds copy and is read from its IDX files'
   if data_config.get('crop', 'center') == 'random':
     return 'grain', "data.crop='random' crops each image as it is read"
-  count, channels = _split_size(data_config, split)
   size = data_config.image_size
   nbytes = count * size * size * channels * 4
   limit = data_config.get('max_memory_bytes', 4 * 2**30)
@@ -249,8 +347,9 @@ def load_train_data(data_config):
 
   Returns:
     An ArrayDataset (memory; also the embedded datasets under grain, which are arrays
-    already), or a gen_jax.input_pipeline.RecordDataset read by grain. Both have
-    `image_shape`, `num_classes` and `len()`.
+    already, and those of IDX_DATASETS without an ArrayRecord tfds copy), or a
+    gen_jax.input_pipeline.RecordDataset read by grain. Both have `image_shape`,
+    `num_classes` and `len()`.
   """
   split = data_config.train_split
   loader, why = choose_loader(data_config, split)
@@ -268,7 +367,14 @@ def load_train_data(data_config):
   if name.startswith(FOLDER_PREFIX):
     dataset = input_pipeline.folder_dataset(_folder_split(name, split), data_config)
   else:
-    dataset = input_pipeline.tfds_dataset(name, split, data_config)
+    try:
+      dataset = input_pipeline.tfds_dataset(name, split, data_config)
+    except TfdsNotPrepared:
+      if name not in IDX_DATASETS:
+        raise
+      # No ArrayRecord copy: the arrays of the memory loader, read with grain as the
+      # embedded datasets are.
+      return load_dataset(data_config, split)
   _say(f'data: reading {dataset.description} with grain, '
        f'{data_config.get("num_workers", 0)} worker process(es).')
   return dataset

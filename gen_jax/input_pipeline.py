@@ -293,7 +293,7 @@ def tfds_dataset(name: str, split: str, data_config) -> RecordDataset:
     raise UserError(f"unknown dataset {name!r}: use 'digits', 'folder:PATH' or a "
                     f"tensorflow-datasets name such as 'cifar10'.") from None
   except (NotImplementedError, AssertionError, FileNotFoundError):
-    raise UserError(
+    raise data.TfdsNotPrepared(
         f'tfds dataset {name!r} is not prepared in a random-access format in {shown_dir}: '
         f'run `{tfds_build_command(name, data_config.data_dir)}` on a machine with network '
         f'access (data.loader=\'grain\' reads ArrayRecord).') from None
