@@ -8,20 +8,11 @@ dataset-fashion-mnist (/usr/share/datasets/fashion-mnist) or of data.data_dir. T
 'train' (60000 images) and reports held-out accuracy on 'test' (10000).
 """
 
-from configs import classifier_digits
+from configs import classifier_mnist
 
 
 def get_config():
-  config = classifier_digits.get_classifier_config()
+  # MNIST's recipe (28x28 grey, 10 classes, the same split sizes) on Fashion-MNIST.
+  config = classifier_mnist.get_config()
   config.data.dataset = 'fashion_mnist'
-  config.data.image_size = 28
-  config.training.batch_size = 128
-  config.training.num_steps = 5000
-  config.training.log_every = 100
-  config.training.checkpoint_every = 1000
-  config.training.sample_every = 5000
-  config.training.eval_every = 1000
-  config.optim.lr = 1e-3
-  config.optim.decay = 'cosine'
-  config.optim.ema_decay = 0.999
   return config
