@@ -60,9 +60,10 @@ def test_unknown_dataset(tmp_path, tiny_ddpm):
 
 
 def test_unprepared_tfds_dataset_fails_at_once(tmp_path, tiny_ddpm):
-  proc = run_launch([*tiny_ddpm, f'--workdir={tmp_path}/run', '--config.data.dataset=mnist',
+  # cifar10: mnist and fashion_mnist have a second route, their IDX files (test_idx_datasets).
+  proc = run_launch([*tiny_ddpm, f'--workdir={tmp_path}/run', '--config.data.dataset=cifar10',
                      f'--config.data.data_dir={tmp_path}/empty'], check=False, timeout=120)
-  assert_one_line_error(proc, "'mnist' is not prepared", 'tfds build mnist',
+  assert_one_line_error(proc, "'cifar10' is not prepared", 'tfds build cifar10',
                         '--config.data.data_dir')
 
 
