@@ -73,6 +73,18 @@ def _resize(images: np.ndarray, size: int) -> np.ndarray:
   return out
 
 
+def _to_model_range(images: np.ndarray, size: int) -> np.ndarray:
+  """(N, H, W, C) float32 images in [0, 1], resized to `size` and scaled to [-1, 1].
+
+  In place where the resize returns its input: a split can be hundreds of MB as float32.
+  """
+  images = _resize(images, size)
+  np.clip(images, 0.0, 1.0, out=images)
+  images *= 2.0
+  images -= 1.0
+  return images
+
+
 def _load_digits(split: str, image_size: int, data_dir: str) -> ArrayDataset:
   del data_dir  # Shipped with scikit-learn.
   from sklearn.datasets import load_digits  # pylint: disable=g-import-not-at-top
@@ -85,7 +97,7 @@ def _load_digits(split: str, image_size: int, data_dir: str) -> ArrayDataset:
     images, labels = images[DIGITS_TRAIN_SIZE:], labels[DIGITS_TRAIN_SIZE:]
   elif split != 'all':
     raise UserError(f"digits has splits 'train', 'test' and 'all', not {split!r}.")
-  images = np.clip(_resize(images, image_size), 0.0, 1.0) * 2.0 - 1.0
+  images = _to_model_range(images, image_size)
   return ArrayDataset(images=images, labels=labels, num_classes=10)
 
 
@@ -164,8 +176,7 @@ def _load_tfds(name: str, split: str, image_size: int, data_dir: str) -> ArrayDa
     images = images[..., None]
   label_feature = builder.info.features['label'] if has_label else None
   num_classes = int(getattr(label_feature, 'num_classes', 0) or 0)
-  images = images.astype(np.float32) / 255.0
-  images = np.clip(_resize(images, image_size), 0.0, 1.0) * 2.0 - 1.0
+  images = _to_model_range(images.astype(np.float32) / 255.0, image_size)
   return ArrayDataset(images=images, labels=labels, num_classes=num_classes)
 
 
@@ -216,12 +227,8 @@ def _load_tfds_or_idx(name: str, split: str, image_size: int,
   _say(f'data: {name} {split} from the IDX files {paths[0]} and {paths[1]} '
        f'({len(labels)} images).')
   images = images[..., None].astype(np.float32)  # (N, H, W, 1)
-  images /= 255.0
-  images = _resize(images, image_size)
-  # In place: a float32 copy of the training split is 188 MB at 28x28.
-  np.clip(images, 0.0, 1.0, out=images)
-  images *= 2.0
-  images -= 1.0
+  images /= 255.0  # in place: the float32 training split is 188 MB at 28x28
+  images = _to_model_range(images, image_size)
   return ArrayDataset(images=images, labels=labels.astype(np.int32),
                       num_classes=source.num_classes)
 

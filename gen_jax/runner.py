@@ -53,15 +53,7 @@ def setup_devices(config, coordinator_address: str = '', num_processes: int = 0,
   parallel.initialize_distributed(
       coordinator_address, num_processes, process_id, p.get('peer_timeout_s', 30),
       p.get('init_timeout_s', 300), os.path.join(workdir, 'logs') if workdir else '')
-  setting = config.training.compilation_cache
-  if setting and jax.process_count() > 1 and jax.default_backend() == 'cpu':
-    # jax 0.12.1: processes of a CPU (gloo) run that read their programs from the cache
-    # hang at the first step (tests/test_parallel.py did with a warm cache); they compile.
-    if jax.process_index() == 0:
-      print('compilation cache: off for this multi-process CPU run (its processes hang on '
-            'cached programs with jax 0.12).', flush=True)
-    setting = ''
-  compilation_cache.configure(setting)
+  compilation_cache.configure(config.training.compilation_cache)
 
 
 def validate_training(config) -> None:
