@@ -26,6 +26,34 @@ FAMILIES = {
 }
 
 
+# Fields added after runs were recorded without them: the value such a run behaved as (its
+# config.json is completed with it when read back). Shared blocks, then by family.
+_HISTORICAL_DEFAULTS = {
+    'data.on_bad_image': 'fail', 'data.loader': 'memory', 'data.crop': 'center',
+    'data.max_memory_bytes': 4 * 2**30, 'data.labels_from_subfolders': False,
+    'data.num_workers': 0, 'data.prefetch_batches': 4, 'data.resize': 'bilinear',
+    'parallel.peer_timeout_s': 30, 'parallel.init_timeout_s': 300, 'eval.samples_file': '',
+    'eval.image_size': 0, 'training.eval_every': 0, 'sweep.vmap_trial_devices': 0,
+}
+_DIFFUSION_HISTORICAL_DEFAULTS = {
+    'sampling.dynamic_threshold': 0.0, 'sampling.threshold_max': 0.0,
+    'sampling.sigma_schedule': 'model', 'sampling.rho': 7.0, 'sampling.sigma_min': 0.0,
+    'sampling.sigma_max': 0.0, 'sampling.s_churn': 0.0, 'sampling.s_tmin': 0.0,
+    'sampling.s_noise': 1.0, 'sampling.spacing': 'uniform', 'model.dtype': 'float32',
+}
+_FAMILY_HISTORICAL_DEFAULTS = {'diffusion': _DIFFUSION_HISTORICAL_DEFAULTS,
+                               'ldm': _DIFFUSION_HISTORICAL_DEFAULTS}
+
+
+def upgrade_config(recorded: dict) -> dict:
+  """A run's config.json as today's code reads it: renamed fields under their new names,
+  fields added since completed with the values the run behaved as."""
+  upgraded = run_config.upgrade(recorded)
+  defaults = {**_HISTORICAL_DEFAULTS,
+              **_FAMILY_HISTORICAL_DEFAULTS.get(upgraded.get('family', ''), {})}
+  return run_config.complete(upgraded, defaults)
+
+
 def scoring_mesh(config, args):
   """The shared start of the scoring commands (quality_curve.py, sampler_quality.py,
   truncation.py), before anything touches a device.
@@ -90,7 +118,7 @@ def read_run_config(workdir: str, family: str, field: str = '--workdir', hint: s
     raise UserError(f'{field}={workdir!r} is not a gen_jax run (no config.json)'
                     + (f'; {hint}.' if hint else '.'))
   with open(config_path) as f:
-    config = ml_collections.ConfigDict(run_config.upgrade(json.load(f)))
+    config = ml_collections.ConfigDict(upgrade_config(json.load(f)))
   if config.family != family:
     raise UserError(f'{field}={workdir!r} is a {config.family!r} run, not a {family!r} one.')
   return config

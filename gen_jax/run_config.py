@@ -75,6 +75,17 @@ def upgrade(recorded: dict) -> dict:
   return recorded
 
 
+def complete(recorded: dict, historical_defaults: dict) -> dict:
+  """A config.json's dict with every field of `historical_defaults` ({dotted field:
+  value}) it lacks set to that value: a field added after the run was recorded, at the
+  value the run behaved as before it existed."""
+  recorded = json.loads(json.dumps(recorded))  # a copy
+  for field, value in historical_defaults.items():
+    block, name = field.split('.')
+    recorded.setdefault(block, {}).setdefault(name, value)
+  return recorded
+
+
 def _flatten(tree, prefix: str = '') -> dict:
   if isinstance(tree, dict):
     out = {}
