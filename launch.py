@@ -1,7 +1,7 @@
 """Entry point: python launch.py --config=configs/ddpm.py --workdir=runs/ddpm [--mode=...].
 
 Parses flags, sets up devices and processes, and hands over to the config's family; with
---sweep=FILE, to gen_jax.sweeps, which runs this same command once per trial.
+--sweep=FILE, to gen_jax.platform.sweeps, which runs this same command once per trial.
 Mistakes a user can fix end as one line on stderr and exit code 2.
 """
 
@@ -14,9 +14,9 @@ from absl import logging
 from ml_collections import config_flags
 
 from experiments import programs
-from gen_jax import host_memory
-from gen_jax import run_config
-from gen_jax.errors import UserError, config_file_error, config_path_from_argv
+from gen_jax.platform import host_memory
+from gen_jax.platform import run_config
+from gen_jax.platform.errors import UserError, config_file_error, config_path_from_argv
 
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Config file (configs/*.py).',
                                           lock_config=True)
@@ -81,7 +81,7 @@ def main(argv):
   try:
     config_file = config_flags.get_config_filename(flags.FLAGS['config'])
     if _SWEEP.value:
-      from gen_jax import sweeps  # pylint: disable=g-import-not-at-top
+      from gen_jax.platform import sweeps  # pylint: disable=g-import-not-at-top
       sys.exit(sweeps.launch(config, config_file,
                              config_flags.get_override_values(flags.FLAGS['config']),
                              _SWEEP.value, _WORKDIR.value, _BACKEND.value, _DRY_RUN.value,

@@ -63,10 +63,10 @@ def get_base_config() -> ml_collections.ConfigDict:
   # CPU only: devices to split each batch over (0: one per core, dividing the batches).
   config.parallel.cpu_devices = 0
   # CPU only: launch.py re-executes itself with tcmalloc preloaded when the system has it
-  # (gen_jax/host_memory.py: training 1.25x faster). False: keep the system's malloc.
+  # (gen_jax/platform/host_memory.py: training 1.25x faster). False: keep the system's malloc.
   config.parallel.cpu_tcmalloc = True
   # Multi-process runs: seconds without a peer's heartbeat before the others stop with
-  # one line and the restartable exit code (gen_jax/peers.py).
+  # one line and the restartable exit code (gen_jax/platform/peers.py).
   config.parallel.peer_timeout_s = 30
   # Multi-process runs: seconds to wait at startup for every process to join.
   config.parallel.init_timeout_s = 300

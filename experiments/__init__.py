@@ -1,4 +1,4 @@
-"""The application: one module per family, each a `gen_jax.family.Experiment`, the
+"""The application: one module per family, each a `gen_jax.core.family.Experiment`, the
 evaluation program (evaluation.py) and what `launch.py` runs (programs.py).
 
 `build(config, mesh)` returns the family's Experiment; `load_run(workdir)` a trained run's
@@ -12,9 +12,9 @@ import os
 
 import ml_collections
 
-from gen_jax import family
-from gen_jax import run_config
-from gen_jax.errors import UserError
+from gen_jax.core import family
+from gen_jax.platform import run_config
+from gen_jax.platform.errors import UserError
 
 # config.family -> 'module:ExperimentClass' (imported on demand).
 FAMILIES = {
@@ -62,7 +62,7 @@ def scoring_mesh(config, args):
   --cache-dir and the batch size, starts the devices (`runner.setup_devices`) and returns
   the one-axis mesh the batch divides over.
   """
-  from gen_jax import runner  # pylint: disable=g-import-not-at-top
+  from gen_jax.platform import runner  # pylint: disable=g-import-not-at-top
   if args.num_samples < 1 or args.batch_size < 1 or args.num_samples % args.batch_size:
     raise UserError(f'--num-samples={args.num_samples} must be a positive multiple of '
                     f'--batch-size={args.batch_size}.')
@@ -72,7 +72,7 @@ def scoring_mesh(config, args):
     config.eval.cache_dir = args.cache_dir
   config.eval.batch_size = args.batch_size
   runner.setup_devices(config)
-  from gen_jax import parallel  # pylint: disable=g-import-not-at-top  # after setup_devices
+  from gen_jax.core import parallel  # pylint: disable=g-import-not-at-top  # after setup_devices
   mesh = parallel.make_mesh()
   parallel.check_divisible(args.batch_size, '--batch-size', mesh)
   return mesh
@@ -140,8 +140,8 @@ def load_run(workdir: str, mesh, family_name: str, field: str, train_hint: str):
   Raises:
     UserError: no run there, a run of another family, or no checkpoint.
   """
-  from gen_jax import checkpoint  # pylint: disable=g-import-not-at-top
-  from gen_jax import trainer  # pylint: disable=g-import-not-at-top
+  from gen_jax.platform import checkpoint  # pylint: disable=g-import-not-at-top
+  from gen_jax.core import trainer  # pylint: disable=g-import-not-at-top
   config = read_run_config(workdir, family_name, field,
                            hint=f'train a {family_name} run first: {train_hint}')
   ckpt = checkpoint.Checkpointer(os.path.abspath(workdir), async_save=False)

@@ -1,24 +1,25 @@
 """What every family that trains one network with one loss shares (diffusion, VAE,
-classifier): an implementation of `gen_jax.family.Experiment`'s training hooks."""
+classifier): an implementation of `gen_jax.core.family.Experiment`'s training hooks."""
 
 import jax
 import jax.numpy as jnp
 
-from gen_jax import data
-from gen_jax import family
-from gen_jax import optim
-from gen_jax.train_state import TrainState, ema_update, gradient_update
+from gen_jax.core import family
+from gen_jax.core import optim
+from gen_jax.core.train_state import TrainState, ema_update, gradient_update
+from gen_jax.data import arrays
+from gen_jax.data import datasets
 
 
 class SingleNetworkExperiment(family.Experiment):
   """The state, batches and train step of one network under one pure loss.
 
-  A subclass sets `config`, `mesh`, `_train_data` (`data.load_train_data`) and
+  A subclass sets `config`, `mesh`, `_train_data` (`datasets.load_train_data`) and
   `loss_fn(params, batch, rng) -> (loss, metrics)`, calls `build_optimizer()`, and
   implements `init_params(rng)` and `write_samples`.
   """
 
-  # The peak rate and the EMA decay reach the step as `hparams` (gen_jax.family).
+  # The peak rate and the EMA decay reach the step as `hparams` (gen_jax.core.family).
   VMAP_FIELDS = ('optim.lr', 'optim.ema_decay')
 
   def build_optimizer(self) -> None:
@@ -34,8 +35,8 @@ class SingleNetworkExperiment(family.Experiment):
     return TrainState(step=jnp.zeros((), jnp.int32), rng=rng, params=params,
                       opt_state=self.optimizer.init(params), ema_params=params)
 
-  def train_batches(self) -> data.BatchSource:
-    return data.train_source(self._train_data, self.config)
+  def train_batches(self) -> arrays.BatchSource:
+    return datasets.train_source(self._train_data, self.config)
 
   def train_step(self, state: TrainState, batch, rng, hparams):
     """Per device: one `gradient_update`, the EMA, and the learning rate as a metric."""

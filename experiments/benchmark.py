@@ -25,8 +25,9 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from configs import bench_peer  # pylint: disable=g-import-not-at-top,wrong-import-position
-from gen_jax import host_memory  # pylint: disable=g-import-not-at-top,wrong-import-position
-from gen_jax import parallel  # pylint: disable=g-import-not-at-top,wrong-import-position
+from gen_jax.core import parallel  # pylint: disable=g-import-not-at-top,wrong-import-position
+from gen_jax.platform import devices
+from gen_jax.platform import host_memory  # pylint: disable=wrong-import-position
 
 
 def parse_args(argv=None):
@@ -46,7 +47,7 @@ def parse_args(argv=None):
   p.add_argument('--seed', type=int, default=0)
   p.add_argument('--out', default=None, help='also write the JSON here')
   p.add_argument('--no-tcmalloc', action='store_true',
-                 help="keep the system's malloc (the A/B of gen_jax/host_memory.py)")
+                 help="keep the system's malloc (the A/B of gen_jax/platform/host_memory.py)")
   a = p.parse_args(argv)
   a.warmup = a.warmup if a.warmup is not None else (1 if a.quick else 2)
   a.train_steps = a.train_steps if a.train_steps is not None else (3 if a.quick else 10)
@@ -126,7 +127,7 @@ def bench_net(name: str, a, peak_gflop_s: float) -> dict:
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
   from experiments.diffusion import DiffusionExperiment  # pylint: disable=g-import-not-at-top
-  from gen_jax import trainer  # pylint: disable=g-import-not-at-top
+  from gen_jax.core import trainer  # pylint: disable=g-import-not-at-top
 
   config = bench_peer.get_config(name)
   config.seed = a.seed
@@ -208,7 +209,7 @@ def main(argv=None):
     print(host_memory.INSTALL_HINT, file=sys.stderr)
   nets = [n.strip() for n in a.nets.split(',') if n.strip()]
   batches = [batch_size_of(n, a) for n in nets]
-  parallel.configure_cpu_devices(parallel.choose_cpu_device_count(min(batches)))
+  devices.configure_cpu_devices(devices.choose_cpu_device_count(min(batches)))
   import jax  # pylint: disable=g-import-not-at-top
   import flax  # pylint: disable=g-import-not-at-top
   import optax  # pylint: disable=g-import-not-at-top

@@ -14,13 +14,14 @@ import numpy as np
 
 from experiments import base
 from experiments import config_checks
-from gen_jax import data
-from gen_jax import parallel
-from gen_jax import viz
-from gen_jax.errors import UserError
+from gen_jax.core import parallel
+from gen_jax.core.train_state import TrainState
+from gen_jax.data import arrays
+from gen_jax.data import datasets
 from gen_jax.models.classifier import Classifier
 from gen_jax.objectives.classification import make_classification_loss
-from gen_jax.train_state import TrainState
+from gen_jax.platform import viz
+from gen_jax.platform.errors import UserError
 
 
 def validate(config) -> None:
@@ -51,8 +52,8 @@ class ClassifierExperiment(base.SingleNetworkExperiment):
     self.mesh = mesh
     self._train_data = self._eval_data = None
     if image_shape is None:
-      self._train_data = data.load_train_data(config.data)
-      self._eval_data = data.load_dataset(config.data, config.data.eval_split)
+      self._train_data = datasets.load_train_data(config.data)
+      self._eval_data = datasets.load_dataset(config.data, config.data.eval_split)
       image_shape, num_classes = self._train_data.image_shape, self._train_data.num_classes
     self.num_classes = num_classes
     if self.num_classes < 2:
@@ -81,10 +82,10 @@ class ClassifierExperiment(base.SingleNetworkExperiment):
     size = config.data.image_size
     return cls(config, mesh, image_shape=(size, size, conv[2]), num_classes=logits[1])
 
-  def held_out(self) -> data.ArrayDataset:
+  def held_out(self) -> arrays.ArrayDataset:
     """`data.eval_split` (loaded on first use when the run was restored without data)."""
     if self._eval_data is None:
-      self._eval_data = data.load_dataset(self.config.data, self.config.data.eval_split)
+      self._eval_data = datasets.load_dataset(self.config.data, self.config.data.eval_split)
     return self._eval_data
 
   def _train_logits(self, params, images, rng):

@@ -12,7 +12,7 @@ a saved config.json tuples are lists, so types are checked too.
 import numbers
 from typing import Any
 
-from gen_jax.errors import UserError
+from gen_jax.platform.errors import UserError
 
 
 def is_int(value: Any) -> bool:

@@ -9,19 +9,20 @@ import numpy as np
 
 from experiments import base
 from experiments import config_checks
-from gen_jax import data
-from gen_jax import parallel
-from gen_jax import rng_streams
-from gen_jax import viz
+from gen_jax.core import parallel
+from gen_jax.core import rng_streams
+from gen_jax.core.train_state import TrainState
+from gen_jax.data import arrays
+from gen_jax.data import datasets
 from gen_jax.diffusion import guidance
 from gen_jax.diffusion import likelihood
 from gen_jax.diffusion import losses
 from gen_jax.diffusion import samplers
 from gen_jax.diffusion import schedules
 from gen_jax.diffusion import sigma_samplers
-from gen_jax.errors import UserError
 from gen_jax.models.unet import UNet
-from gen_jax.train_state import TrainState
+from gen_jax.platform import viz
+from gen_jax.platform.errors import UserError
 
 
 
@@ -164,7 +165,7 @@ class DiffusionExperiment(base.SingleNetworkExperiment):
   VMAP_FIELDS = ('seed',) + base.SingleNetworkExperiment.VMAP_FIELDS
 
   def __init__(self, config, mesh, image_shape: tuple[int, int, int] | None = None,
-               train_data: data.ArrayDataset | None = None):
+               train_data: arrays.ArrayDataset | None = None):
     # Before any data is loaded: the U-Net's input side is the given shape's, else the data's.
     side = (image_shape[0] if image_shape is not None else
             train_data.image_shape[0] if train_data is not None else -1)
@@ -174,7 +175,7 @@ class DiffusionExperiment(base.SingleNetworkExperiment):
     self._train_data = train_data
     if image_shape is None:
       if self._train_data is None:
-        self._train_data = data.load_train_data(config.data)
+        self._train_data = datasets.load_train_data(config.data)
       image_shape = self._train_data.image_shape
     self.image_shape = tuple(image_shape)  # (H, W, C)
     d = config.diffusion
@@ -367,9 +368,9 @@ class DiffusionExperiment(base.SingleNetworkExperiment):
   def _rows(self):
     return parallel.RowMapper(self.mesh)
 
-  def _held_out(self) -> data.ArrayDataset:
+  def _held_out(self) -> arrays.ArrayDataset:
     """`data.eval_split`, cut to `eval.held_out_examples` if set."""
-    return data.load_held_out(self.config.data, self.config.eval.held_out_examples)
+    return datasets.load_held_out(self.config.data, self.config.eval.held_out_examples)
 
   def write_samples(self, state: TrainState, step: int, workdir: str, prefix: str) -> list:
     """Samples with the EMA parameters; writes a PNG grid and an .npz (process 0)."""
@@ -407,8 +408,8 @@ def load_denoiser(workdir: str, ema: bool = True):
     UserError: no diffusion run or no checkpoint in `workdir`.
   """
   import experiments  # pylint: disable=g-import-not-at-top
-  from gen_jax import checkpoint  # pylint: disable=g-import-not-at-top
-  from gen_jax import trainer  # pylint: disable=g-import-not-at-top
+  from gen_jax.platform import checkpoint  # pylint: disable=g-import-not-at-top
+  from gen_jax.core import trainer  # pylint: disable=g-import-not-at-top
   workdir = os.path.abspath(workdir)
   config = experiments.read_run_config(workdir, 'diffusion', field='workdir')
   image_shape = None  # a conditional run reads its classes off the dataset

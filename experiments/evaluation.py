@@ -38,17 +38,17 @@ import jax
 import numpy as np
 
 import experiments
-from gen_jax import data
-from gen_jax import metric_log
-from gen_jax import parallel
-from gen_jax import rng_streams
-from gen_jax.trainer import format_duration
-from gen_jax.errors import UserError
+from gen_jax.core import parallel
+from gen_jax.core import rng_streams
+from gen_jax.core.trainer import format_duration
+from gen_jax.data import arrays
 from gen_jax.evaluation import class_metrics
 from gen_jax.evaluation import feature_extractors
 from gen_jax.evaluation import feature_metrics
 from gen_jax.evaluation import reference_sets
 from gen_jax.evaluation.reference_sets import FeatureSet
+from gen_jax.platform import metric_log
+from gen_jax.platform.errors import UserError
 
 CLASSIFIER_TRAIN_HINT = ('python launch.py --config=configs/classifier_digits.py '
                          '--workdir=runs/classifier_digits (or classifier_mnist.py)')
@@ -147,7 +147,7 @@ def load_samples(path: str, image_size: int, channels: int | None,
   Accepted: an .npz with an array under 'samples' or 'images' (the first present), of
   shape (N, H, W) or (N, H, W, C), either float in [-1, 1] or uint8 0..255 (mapped to
   [-1, 1]). Images of another size are resized to `image_size` as the real data is
-  (`gen_jax.data`: Pillow bilinear on [0, 1] pixels).
+  (`gen_jax.data.datasets`: Pillow bilinear on [0, 1] pixels).
 
   Args:
     path: the .npz file.
@@ -206,7 +206,7 @@ def load_samples(path: str, image_size: int, channels: int | None,
   resize = 'none'
   if images.shape[1] != image_size:
     resize = f'{images.shape[1]}px -> {image_size}px, Pillow bilinear (as the real data)'
-    images = np.clip(data._resize((np.clip(images, -1, 1) + 1) / 2, image_size),  # pylint: disable=protected-access
+    images = np.clip(arrays.resize((np.clip(images, -1, 1) + 1) / 2, image_size),
                      0.0, 1.0) * 2.0 - 1.0
   with open(path, 'rb') as f:
     sha256 = hashlib.sha256(f.read()).hexdigest()
@@ -307,7 +307,7 @@ class Evaluator:
     real data is (Pillow bilinear on [0, 1] pixels) when eval.image_size differs."""
     if images.shape[1] == self.image_size:
       return images
-    return np.clip(data._resize((np.clip(images, -1, 1) + 1) / 2, self.image_size),  # pylint: disable=protected-access
+    return np.clip(arrays.resize((np.clip(images, -1, 1) + 1) / 2, self.image_size),
                    0.0, 1.0) * 2.0 - 1.0
 
   # --- generation ----------------------------------------------------------------------

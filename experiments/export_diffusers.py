@@ -20,11 +20,11 @@ import jax
 import numpy as np
 
 import experiments
-from gen_jax import checkpoint
-from gen_jax import parallel
-from gen_jax import trainer
-from gen_jax.errors import UserError
+from gen_jax.core import parallel
+from gen_jax.core import trainer
 from gen_jax.interop import diffusers_unet
+from gen_jax.platform import checkpoint
+from gen_jax.platform.errors import UserError
 # pylint: enable=g-import-not-at-top,wrong-import-position
 
 _OURS = {diffusers_unet.MODEL_CONFIG, diffusers_unet.SCHEDULER_CONFIG,

@@ -15,7 +15,7 @@ which all samples and evaluations use (the live generator when optim.ema_decay =
 Architectures (`model.arch`): 'dcgan' for images of side 4 * 2^k; 'biggan' (Brock et al.
 2019, gen_jax.models.biggan) for images of side 4 * 2^len(model.g_ch_mults); 'mlp' for any
 data, and the only choice for `data.dataset='ring8'`, whose samples are (N, 2) points that
-`evaluate` scores for mode coverage (`gen_jax.toy_data.ring_metrics`).
+`evaluate` scores for mode coverage (`gen_jax.data.toy_data.ring_metrics`).
 
 Unconditional models may still give G (and D) a class input: `gan.cluster_classes` = K
 conditions both players on k-means clusters of the training images (a self-conditioned GAN,
@@ -40,19 +40,20 @@ import numpy as np
 import sklearn.cluster
 
 from experiments import config_checks
-from gen_jax import data
-from gen_jax import family
-from gen_jax import optim
-from gen_jax import parallel
-from gen_jax import rng_streams
-from gen_jax import toy_data
-from gen_jax import viz
-from gen_jax.parallel import per_example_keys
-from gen_jax.errors import UserError
+from gen_jax.core import family
+from gen_jax.core import optim
+from gen_jax.core import parallel
+from gen_jax.core import rng_streams
+from gen_jax.core.parallel import per_example_keys
+from gen_jax.core.train_state import TrainState, ema_update, gradient_update
+from gen_jax.data import arrays
+from gen_jax.data import datasets
+from gen_jax.data import toy_data
 from gen_jax.models import biggan
 from gen_jax.models import dcgan
 from gen_jax.objectives import gan
-from gen_jax.train_state import TrainState, ema_update, gradient_update
+from gen_jax.platform import viz
+from gen_jax.platform.errors import UserError
 
 PLAYERS = ('generator', 'discriminator')
 ARCHS = ('dcgan', 'biggan', 'mlp')
@@ -164,7 +165,7 @@ def _apply(module, params, state: dict, update: bool, *args, **kwargs):
 class GANExperiment(family.Experiment):
   """Builds both players, their optimizers, the alternating step, samples and metrics."""
 
-  # The rates and the EMA decay reach the step as `hparams` (gen_jax.family); the seed is
+  # The rates and the EMA decay reach the step as `hparams` (gen_jax.core.family); the seed is
   # only the state's base key and batch order.
   VMAP_FIELDS = ('seed', 'optim.g_lr', 'optim.d_lr', 'optim.ema_decay')
   # Each player's loss, and the norm of both gradients together.
@@ -175,7 +176,7 @@ class GANExperiment(family.Experiment):
     validate(config)
     self.config = config
     self.mesh = mesh
-    self._train_data = data.load_train_data(config.data)
+    self._train_data = datasets.load_train_data(config.data)
     if config.gan.cluster_classes:
       self._train_data = self._clustered(self._train_data, config.gan.cluster_classes)
     self.sample_shape = self._train_data.image_shape  # (H, W, C) or (2,)
@@ -233,7 +234,7 @@ class GANExperiment(family.Experiment):
   def _clustered(self, dataset, k: int):
     """The training set with its labels replaced by k-means clusters of its images
     (gan.cluster_classes; seeded by the config's seed), and the clusters' frequencies."""
-    if not isinstance(dataset, data.ArrayDataset) or len(dataset) < k:
+    if not isinstance(dataset, arrays.ArrayDataset) or len(dataset) < k:
       raise UserError(f'gan.cluster_classes={k} needs an in-memory data set of at least {k} '
                       f"images (data.loader='memory'); set gan.cluster_classes=0.")
     # scikit-learn's Lloyd k-means from a k-means++ start; tol=0 runs it to a fixed point,
@@ -297,7 +298,7 @@ class GANExperiment(family.Experiment):
 
   # --- training -----------------------------------------------------------------------
   def train_batches(self):
-    return data.train_source(self._train_data, self.config)
+    return datasets.train_source(self._train_data, self.config)
 
   def _learning_rate(self, hparams, player: str, step):
     """A player's scheduled learning rate at `step`, from its peak rate in `hparams`."""

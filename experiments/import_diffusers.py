@@ -30,12 +30,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gen_jax import checkpoint
-from gen_jax import parallel
-from gen_jax import run_config
-from gen_jax.errors import UserError
+from gen_jax.core import parallel
+from gen_jax.core.train_state import TrainState
 from gen_jax.interop import diffusers_unet
-from gen_jax.train_state import TrainState
+from gen_jax.platform import checkpoint
+from gen_jax.platform import run_config
+from gen_jax.platform.errors import UserError
 # pylint: enable=g-import-not-at-top,wrong-import-position
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

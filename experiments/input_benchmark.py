@@ -4,7 +4,7 @@
         [--batches 20] [--workers 0,1,2] [--sources folder,tfds] [--out FILE]
 
 Generates (once, cached in --workdir) a folder of 10,000 64x64 JPEGs and the same images
-as a tfds ArrayRecord dataset, then reads each with gen_jax.input_pipeline.GrainBatchSource
+as a tfds ArrayRecord dataset, then reads each with gen_jax.data.grain_records.GrainBatchSource
 as a training run does (global shuffle, decode, 64x64 center crop, random flips, batches of
 --batch) with 0, 1 and 2 worker processes. For each: the start-up time (the first batch,
 worker processes included), then, after the batches prepared meanwhile are drained, images/s
@@ -26,7 +26,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
 
-from gen_jax import input_pipeline  # pylint: disable=g-import-not-at-top,wrong-import-position
+from gen_jax.data import grain_records  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 SIZE = 64
 
@@ -117,7 +117,7 @@ def _cpu_seconds() -> float:
 def measure(dataset, workers: int, args) -> dict:
   """Start-up, images/s and CPU seconds per image (timed window only) of one pipeline."""
   t0 = time.perf_counter()
-  source = input_pipeline.GrainBatchSource(dataset, args.batch, seed=0, random_flip=True,
+  source = grain_records.GrainBatchSource(dataset, args.batch, seed=0, random_flip=True,
                                            num_workers=workers, prefetch=args.prefetch)
   first = source.batch(0)
   startup = time.perf_counter() - t0
@@ -148,10 +148,10 @@ def main(argv=None):
                                           resize='bilinear', crop='center'))
   sources = {}
   if 'folder' in args.sources:
-    sources['folder'] = input_pipeline.folder_dataset(folder, config)
+    sources['folder'] = grain_records.folder_dataset(folder, config)
   if 'tfds' in args.sources:
     name = build_tfds(folder, config.data_dir)
-    sources['tfds_array_record'] = input_pipeline.tfds_dataset(name, 'train', config)
+    sources['tfds_array_record'] = grain_records.tfds_dataset(name, 'train', config)
   result = {'images': args.images, 'batch': args.batch, 'timed_batches': args.batches,
             'prefetch_batches': args.prefetch, 'results': {}}
   for name, dataset in sources.items():

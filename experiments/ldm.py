@@ -18,11 +18,12 @@ import numpy as np
 
 import experiments
 from experiments import diffusion
-from gen_jax import checkpoint
-from gen_jax import data
-from gen_jax import parallel
-from gen_jax.errors import UserError
-from gen_jax.train_state import TrainState
+from gen_jax.core import parallel
+from gen_jax.core.train_state import TrainState
+from gen_jax.data import arrays
+from gen_jax.data import datasets
+from gen_jax.platform import checkpoint
+from gen_jax.platform.errors import UserError
 
 _ENCODE_CHUNK = 512  # images per compiled encoder / decoder call (over all devices)
 
@@ -60,7 +61,7 @@ class Autoencoder:
     return self._rows.in_chunks(self.vae.decode_images, self.params, latents,
                                 chunk=min(_ENCODE_CHUNK, len(latents)))
 
-  def encoded(self, dataset: data.ArrayDataset, name: str) -> np.ndarray:
+  def encoded(self, dataset: arrays.ArrayDataset, name: str) -> np.ndarray:
     """The latents of `dataset`, from the cache when this VAE encoded it before."""
     path = os.path.join(self.workdir, 'latents', f'{name}_{self.fingerprint()}.npz')
     if os.path.exists(path):
@@ -92,10 +93,10 @@ class LatentDiffusionExperiment(diffusion.DiffusionExperiment):
                       f'its side must be square and divide by 2^(len(model.ch_mult)-1)='
                       f'{2 ** (levels - 1)}; change model.ch_mult or the VAE.')
     diffusion.validate_unet_size(config.model, h, 'the VAE latent side')  # before encoding
-    images = data.load_dataset(self.autoencoder.config.data, config.data.train_split)
+    images = datasets.load_dataset(self.autoencoder.config.data, config.data.train_split)
     latents = self.autoencoder.encoded(images, f'{config.data.train_split}')
     self.scale = latent_scale(latents)
-    train = data.ArrayDataset(images=(latents * self.scale).astype(np.float32),
+    train = arrays.ArrayDataset(images=(latents * self.scale).astype(np.float32),
                               labels=images.labels, num_classes=images.num_classes)
     super().__init__(config, mesh, train_data=train)
 

@@ -1,22 +1,22 @@
 """What `launch.py` runs: a mode ('train', 'sample' or 'eval') of the config's family.
 
-`run` hands `run_mode` to `gen_jax.runner.run`, which sets up devices, processes and stop
+`run` hands `run_mode` to `gen_jax.platform.runner.run`, which sets up devices, processes and stop
 requests around it: the library receives the family and the evaluation program as
 arguments, and never imports this package.
 """
 
 import functools
 
-from gen_jax import parallel
-from gen_jax import runner
-from gen_jax import trainer
-from gen_jax import vmap_trials
-from gen_jax.errors import UserError
+from gen_jax.core import parallel
+from gen_jax.core import trainer
+from gen_jax.core import vmap_trials
+from gen_jax.platform import runner
+from gen_jax.platform.errors import UserError
 
 
 def run(config, workdir: str, mode: str = 'train', config_file: str = '',
         **distributed) -> str:
-  """Runs `mode` of `config` in `workdir` (see `gen_jax.runner.run`).
+  """Runs `mode` of `config` in `workdir` (see `gen_jax.platform.runner.run`).
 
   Args:
     config: the run's config.

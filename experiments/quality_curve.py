@@ -40,7 +40,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # pylint: disable=g-import-not-at-top,wrong-import-position
 import experiments
 from experiments import ledger
-from gen_jax.errors import UserError
+from gen_jax.platform.errors import UserError
 
 _PANELS = (('fid', 'classifier FID'), ('precision', 'precision'), ('recall', 'recall'),
            ('classes_covered', 'classes covered'))
@@ -239,9 +239,9 @@ def main(argv=None) -> dict:
   mesh = experiments.scoring_mesh(config, args)
   import jax
   from experiments import evaluation
-  from gen_jax import checkpoint
-  from gen_jax import metric_log
-  from gen_jax import trainer
+  from gen_jax.platform import checkpoint
+  from gen_jax.platform import metric_log
+  from gen_jax.core import trainer
   experiment = experiments.build(config, mesh)
   evaluator = evaluation.Evaluator(experiment)
   if not evaluator.images_supported():

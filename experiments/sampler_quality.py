@@ -30,8 +30,8 @@ import ml_collections
 
 import experiments
 from experiments import ledger
-from gen_jax import rng_streams
-from gen_jax.errors import UserError
+from gen_jax.core import rng_streams
+from gen_jax.platform.errors import UserError
 
 
 def parse_args(argv=None):
@@ -106,7 +106,7 @@ def generate_timed(experiment, state, num_samples: int, batch: int, seed: int):
   """
   import jax
   import numpy as np
-  from gen_jax import parallel
+  from gen_jax.core import parallel
   labels = experiment.eval_labels(num_samples)
   base = jax.random.fold_in(jax.random.PRNGKey(seed), rng_streams.EVALUATION)
   sampler = experiment.sampler(batch)
@@ -183,7 +183,7 @@ def main(argv=None) -> dict:
   rows = settings(args)
   mesh = experiments.scoring_mesh(config, args)
   from experiments import evaluation
-  from gen_jax import trainer
+  from gen_jax.core import trainer
   from gen_jax.evaluation.reference_sets import FeatureSet
   base = experiments.build(configure(config, rows[0]), mesh)
   state = trainer.restore_latest(base, workdir)

@@ -4,7 +4,7 @@
     python experiments/step_cost.py --config=configs/biggan_imagenet128.py \\
         [--batch=N] [--steps=5] [--warmup=2] [--out=FILE] [--config.a.b=value ...]
 
-Builds the config's experiment, compiles `gen_jax.trainer.make_guarded_step` (the one
+Builds the config's experiment, compiles `gen_jax.core.trainer.make_guarded_step` (the one
 program per step of `launch.py`: every D and G update, EMA, the non-finite guard) for a
 global batch of `--batch` (default: the config's `training.batch_size`) over all devices,
 and reports as one JSON object:
@@ -61,9 +61,9 @@ def measure(config, batch: int, steps: int, warmup: int) -> dict:
   import jax
   import numpy as np
   import experiments
-  from gen_jax import parallel
-  from gen_jax import trainer
-  from gen_jax.errors import UserError
+  from gen_jax.core import parallel
+  from gen_jax.core import trainer
+  from gen_jax.platform.errors import UserError
 
   if steps < 1 or warmup < 0:
     raise UserError(f'--steps={steps} must be >= 1 and --warmup={warmup} >= 0.')
@@ -114,7 +114,7 @@ def measure(config, batch: int, steps: int, warmup: int) -> dict:
 
 def main(argv):
   import json
-  from gen_jax.errors import UserError
+  from gen_jax.platform.errors import UserError
   if len(argv) > 1:
     print(f'error: unexpected arguments {argv[1:]}', file=sys.stderr)
     sys.exit(2)

@@ -24,7 +24,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # pylint: disable=g-import-not-at-top,wrong-import-position
 import experiments
 from experiments import ledger
-from gen_jax.errors import UserError
+from gen_jax.platform.errors import UserError
 
 GRID_SAMPLES = 100  # samples drawn in each threshold's grid (a row a class if conditional)
 
@@ -78,7 +78,7 @@ def plot(result: dict, path: str) -> None:
   matplotlib.use('Agg')
   import matplotlib.pyplot as plt
   import numpy as np
-  from gen_jax import viz
+  from gen_jax.platform import viz
   rows = result['rows']
   fig = plt.figure(figsize=(3 * max(len(rows), 2), 6), dpi=100)
   for i, r in enumerate(rows):
@@ -125,8 +125,8 @@ def main(argv=None) -> dict:
   mesh = experiments.scoring_mesh(config, args)
   import numpy as np
   from experiments import evaluation
-  from gen_jax import trainer
-  from gen_jax import viz
+  from gen_jax.core import trainer
+  from gen_jax.platform import viz
   base = experiments.build(config, mesh)
   state = trainer.restore_latest(base, workdir)
   evaluator = evaluation.Evaluator(base)

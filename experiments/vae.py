@@ -20,15 +20,16 @@ import numpy as np
 
 from experiments import base
 from experiments import config_checks
-from gen_jax import data
-from gen_jax import parallel
-from gen_jax import rng_streams
-from gen_jax import viz
-from gen_jax.parallel import per_example_keys
-from gen_jax.errors import UserError
+from gen_jax.core import parallel
+from gen_jax.core import rng_streams
+from gen_jax.core.parallel import per_example_keys
+from gen_jax.core.train_state import TrainState
+from gen_jax.data import arrays
+from gen_jax.data import datasets
 from gen_jax.models.vae import VAE
 from gen_jax.objectives import vae as objectives
-from gen_jax.train_state import TrainState
+from gen_jax.platform import viz
+from gen_jax.platform.errors import UserError
 
 _RECON_COLUMNS = 16  # images per row of a reconstruction figure
 _MANIFOLD_PIXELS = 640  # the manifold figure is upscaled to at least this size
@@ -101,7 +102,7 @@ class VAEExperiment(base.SingleNetworkExperiment):
     self.mesh = mesh
     self._train_data = self._eval_data = None
     if image_shape is None:
-      self._train_data = data.load_train_data(config.data)
+      self._train_data = datasets.load_train_data(config.data)
       self._eval_data = self._load_eval_data()  # at once: a missing split fails here
       image_shape = self._train_data.image_shape
     self.image_shape = tuple(image_shape)  # (H, W, C)
@@ -166,11 +167,11 @@ class VAEExperiment(base.SingleNetworkExperiment):
     return {'elbo': elbo, 'kl': kl, 'iwae': objectives.iwae_bound(log_weights)}
 
   # --- evaluation ------------------------------------------------------------------------
-  def _load_eval_data(self) -> data.ArrayDataset:
+  def _load_eval_data(self) -> arrays.ArrayDataset:
     """The held-out split (`data.eval_split`), cut to `eval.held_out_examples` if set."""
-    return data.load_held_out(self.config.data, self.config.eval.held_out_examples)
+    return datasets.load_held_out(self.config.data, self.config.eval.held_out_examples)
 
-  def eval_dataset(self) -> data.ArrayDataset:
+  def eval_dataset(self) -> arrays.ArrayDataset:
     """The held-out examples that evaluation and the figures use."""
     if self._eval_data is None:
       self._eval_data = self._load_eval_data()

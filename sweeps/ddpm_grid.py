@@ -6,7 +6,7 @@ model.ch_mult changes the network's shapes, so this needs the launcher; the seed
 could share one program instead (--config.sweep.vmap="{'seed': [0, 1]}", README, Sweeps).
 """
 
-from gen_jax.sweeps import spec
+from gen_jax.platform.sweeps import spec
 
 
 def get_sweep():

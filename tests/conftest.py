@@ -28,7 +28,8 @@ _CACHE_ENV = {
     # that do not would race on an entry being written.
     'JAX_COMPILATION_CACHE_MAX_SIZE': '-1',
 }
-# In-process runs too: gen_jax.compilation_cache keeps the settings it finds in the environment.
+# In-process runs too: gen_jax.platform.compilation_cache keeps the settings it finds in the
+# environment.
 os.environ.update(_CACHE_ENV)
 jax.config.update('jax_compilation_cache_dir', COMPILATION_CACHE)
 jax.config.update('jax_persistent_cache_min_compile_time_secs', 0)

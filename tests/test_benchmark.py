@@ -5,7 +5,7 @@ import pytest
 
 from configs import bench_peer
 from experiments.diffusion import DiffusionExperiment
-from gen_jax import parallel
+from gen_jax.core import parallel
 
 
 @pytest.mark.parametrize('net,params', [('small', 1_623_169), ('cifar10', 35_746_307)])

@@ -6,8 +6,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from gen_jax import checkpoint
-from gen_jax.errors import UserError
+from gen_jax.platform import checkpoint
+from gen_jax.platform.errors import UserError
 
 
 @flax.struct.dataclass

@@ -4,8 +4,8 @@ import os
 
 import pytest
 
-from gen_jax import compilation_cache
-from gen_jax.errors import UserError
+from gen_jax.platform import compilation_cache
+from gen_jax.platform.errors import UserError
 from tests.conftest import TINY_DDPM, run_launch
 
 

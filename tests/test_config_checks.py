@@ -15,7 +15,7 @@ from experiments import classifier
 from experiments import diffusion
 from experiments import gan
 from experiments import vae
-from gen_jax.errors import UserError
+from gen_jax.platform.errors import UserError
 from tests.conftest import REPO
 
 VALIDATORS = {'diffusion': diffusion.validate, 'vae': vae.validate, 'gan': gan.validate,
@@ -146,7 +146,7 @@ def test_classifier_refuses(overrides, needles):
 
 
 def test_an_old_run_config_reads_with_the_new_field_names():
-  from gen_jax import run_config  # pylint: disable=g-import-not-at-top
+  from gen_jax.platform import run_config  # pylint: disable=g-import-not-at-top
   old = {'family': 'gan', 'seed': 3, 'gan': {'g_lr': 1e-3, 'd_lr': 2e-3, 'ema_decay': 0.9,
                                              'ema_start': 5, 'loss': 'hinge'},
          'optim': {'lr': 2e-4, 'b1': 0.5}}
@@ -167,7 +167,7 @@ def test_an_old_run_config_reads_with_the_new_field_names():
         os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'configs', '*.py'))
     if not p.endswith(('__init__.py', 'base.py'))))
 def test_no_config_uses_a_renamed_field(name):
-  from gen_jax import run_config  # pylint: disable=g-import-not-at-top
+  from gen_jax.platform import run_config  # pylint: disable=g-import-not-at-top
   config = importlib.import_module(f'configs.{name}').get_config()
   flat = {f'{block}.{k}' for block, fields in config.to_dict().items()
           if isinstance(fields, dict) for k in fields}

@@ -4,8 +4,9 @@ import ml_collections
 import numpy as np
 import pytest
 
-from gen_jax import data
-from gen_jax.errors import UserError
+from gen_jax.data import arrays
+from gen_jax.data import datasets
+from gen_jax.platform.errors import UserError
 
 
 def digits_config(size=16):
@@ -13,13 +14,13 @@ def digits_config(size=16):
 
 
 def test_digits_splits_and_range():
-  train = data.load_dataset(digits_config(), 'train')
-  test = data.load_dataset(digits_config(), 'test')
+  train = datasets.load_dataset(digits_config(), 'train')
+  test = datasets.load_dataset(digits_config(), 'test')
   assert train.images.shape == (1500, 16, 16, 1) and test.images.shape == (297, 16, 16, 1)
   assert train.images.dtype == np.float32
   assert train.images.min() == pytest.approx(-1.0) and train.images.max() == pytest.approx(1.0)
   assert set(np.unique(train.labels)) == set(range(10)) and train.num_classes == 10
-  native = data.load_dataset(digits_config(8), 'all')
+  native = datasets.load_dataset(digits_config(8), 'all')
   assert native.images.shape == (1797, 8, 8, 1)
   # At the native size the values are the shipped ones, scaled from 0..16 to [-1, 1].
   from sklearn.datasets import load_digits
@@ -28,14 +29,14 @@ def test_digits_splits_and_range():
 
 def test_unknown_digits_split():
   with pytest.raises(UserError, match='splits'):
-    data.load_dataset(digits_config(), 'validation')
+    datasets.load_dataset(digits_config(), 'validation')
 
 
 def make_source(n=10, batch=4, seed=0, process_index=0, process_count=1, flip=False):
   images = np.arange(n, dtype=np.float32)[:, None, None, None] * np.ones((1, 2, 2, 1))
   images[:, :, 0] += 100  # make left/right distinguishable for flips
-  ds = data.ArrayDataset(images=images, labels=np.arange(n, dtype=np.int32), num_classes=n)
-  return data.BatchSource(ds, batch, seed, process_index, process_count, flip)
+  ds = arrays.ArrayDataset(images=images, labels=np.arange(n, dtype=np.int32), num_classes=n)
+  return arrays.BatchSource(ds, batch, seed, process_index, process_count, flip)
 
 
 def test_every_epoch_is_a_permutation_and_order_is_seeded():

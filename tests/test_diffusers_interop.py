@@ -23,8 +23,8 @@ from experiments import import_diffusers
 from experiments import ledger
 from gen_jax.diffusion import samplers
 from gen_jax.diffusion import schedules
-from gen_jax.errors import UserError
 from gen_jax.interop import diffusers_unet
+from gen_jax.platform.errors import UserError
 from tests.conftest import REPO, run_launch
 
 DATA = os.path.join(REPO, 'tests', 'data', 'diffusers')

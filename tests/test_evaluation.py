@@ -263,8 +263,8 @@ def _digits_config(image_size=8):
 def test_real_test_digits_as_a_sample_file_score_the_floor(classifier_dir, tmp_path):
   """The held-out real digits, written as an external .npz, are the floor's own set: the
   same features, so the same FID, KID, precision and recall as the manifest's floor."""
-  from gen_jax import data  # pylint: disable=g-import-not-at-top
-  images = data.load_dataset(_digits_config().data, 'test').images  # (297, 8, 8, 1)
+  from gen_jax.data import datasets  # pylint: disable=g-import-not-at-top
+  images = datasets.load_dataset(_digits_config().data, 'test').images  # (297, 8, 8, 1)
   path = str(tmp_path / 'test_digits.npz')
   np.savez(path, images=images)
   out = str(tmp_path / 'scored')  # need not exist: only the manifest goes there
@@ -299,14 +299,14 @@ def test_eval_image_size_resizes_samples_as_the_data():
   digits (both Pillow bilinear from the 8x8 grid), and the extractor and reference see
   16px data. Independent routes: gen_jax.data's loader at 16px vs the evaluator's resize."""
   import types  # pylint: disable=g-import-not-at-top
-  from gen_jax import data  # pylint: disable=g-import-not-at-top
+  from gen_jax.data import datasets  # pylint: disable=g-import-not-at-top
   config = _digits_config(image_size=8)
   config.eval.image_size = 16
   evaluator = evaluation.Evaluator(types.SimpleNamespace(config=config))
   assert evaluator.image_size == 16 and evaluator.data_config.image_size == 16
   assert config.data.image_size == 8  # the run's own config is not touched
-  small = data.load_dataset(config.data, 'test').images  # (297, 8, 8, 1)
-  large = data.load_dataset(_digits_config(image_size=16).data, 'test').images
+  small = datasets.load_dataset(config.data, 'test').images  # (297, 8, 8, 1)
+  large = datasets.load_dataset(_digits_config(image_size=16).data, 'test').images
   resized = evaluator.to_eval_size(small)
   assert resized.shape == large.shape == (297, 16, 16, 1)
   np.testing.assert_allclose(resized, large, atol=1e-5)
@@ -389,11 +389,11 @@ def test_quality_curve_of_a_tiny_run(ddpm_dir, classifier_dir, tmp_path):
   the real test digits as an external point."""
   import subprocess  # pylint: disable=g-import-not-at-top
   import sys  # pylint: disable=g-import-not-at-top
-  from gen_jax import data  # pylint: disable=g-import-not-at-top
+  from gen_jax.data import datasets  # pylint: disable=g-import-not-at-top
   from tests.conftest import REPO, launch_env  # pylint: disable=g-import-not-at-top
   workdir, cache = ddpm_dir
   digits = str(tmp_path / 'test_digits.npz')
-  np.savez(digits, samples=data.load_dataset(_digits_config().data, 'test').images[..., 0])
+  np.savez(digits, samples=datasets.load_dataset(_digits_config().data, 'test').images[..., 0])
   out = str(tmp_path / 'curve')
   proc = subprocess.run(
       [sys.executable, os.path.join(REPO, 'experiments', 'quality_curve.py'),

@@ -1,13 +1,13 @@
-"""The family contract (gen_jax.family.Experiment): required hooks, defaults, build errors."""
+"""The family contract (gen_jax.core.family.Experiment): required hooks, defaults, build errors."""
 
 import jax
 import pytest
 
 import experiments
 from configs import ddpm
-from gen_jax import family
-from gen_jax import parallel
-from gen_jax.errors import UserError
+from gen_jax.core import family
+from gen_jax.core import parallel
+from gen_jax.platform.errors import UserError
 
 
 class _NoStep(family.Experiment):
@@ -40,8 +40,8 @@ class _Minimal(_NoStep):
 
 
 @pytest.mark.parametrize('cls,needle', [
-    (_NoStep, 'it lacks train_step, write_samples of gen_jax.family.Experiment'),
-    (_NotAFamily, 'does not subclass gen_jax.family.Experiment'),
+    (_NoStep, 'it lacks train_step, write_samples of gen_jax.core.family.Experiment'),
+    (_NotAFamily, 'does not subclass gen_jax.core.family.Experiment'),
 ])
 def test_a_family_missing_a_hook_fails_when_built_with_one_line(monkeypatch, cls, needle):
   monkeypatch.setattr(experiments, 'FAMILIES', {'diffusion': f'{__name__}:{cls.__name__}'})

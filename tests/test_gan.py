@@ -9,11 +9,11 @@ import pytest
 
 from configs import dcgan as dcgan_config
 from experiments import gan as gan_experiment
-from gen_jax import parallel
-from gen_jax import toy_data
-from gen_jax import viz
+from gen_jax.core import parallel
+from gen_jax.data import toy_data
 from gen_jax.models import dcgan
 from gen_jax.objectives import gan
+from gen_jax.platform import viz
 
 REAL = np.array([-3.0, -0.5, 0.0, 0.7, 4.0], np.float32)
 FAKE = np.array([-2.0, -0.1, 0.3, 1.5, 6.0], np.float32)

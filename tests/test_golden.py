@@ -63,7 +63,7 @@ def test_every_config_resolves_to_the_recorded_json():
 
 def test_every_family_builds_the_recorded_state_tree(tmp_path):
   import experiments  # pylint: disable=g-import-not-at-top
-  from gen_jax import parallel  # pylint: disable=g-import-not-at-top
+  from gen_jax.core import parallel  # pylint: disable=g-import-not-at-top
   runs = copy_runs(tmp_path)
   mesh = parallel.make_mesh()
   recorded = _fixture('state_trees.json')

@@ -5,8 +5,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from gen_jax.core import parallel
 from gen_jax.diffusion import guidance
-from gen_jax import parallel
 from gen_jax.diffusion import losses
 from gen_jax.diffusion import samplers
 from gen_jax.diffusion import schedules

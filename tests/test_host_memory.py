@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from gen_jax import host_memory
+from gen_jax.platform import host_memory
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.skipif(host_memory._loaded_allocator() != '',  # pylint: disable=protected-access
@@ -25,7 +25,7 @@ def test_no_reexecution_for_an_accelerator_or_after_a_failed_one():
 
 
 def test_use_tcmalloc_reexecutes_with_the_same_arguments():
-  code = ('import sys; from gen_jax import host_memory; '
+  code = ('import sys; from gen_jax.platform import host_memory; '
           'print(host_memory.use_tcmalloc(), host_memory._loaded_allocator() or "none", '
           'sys.argv[1:])')
   env = dict(os.environ, JAX_PLATFORMS='cpu', PYTHONPATH=REPO)

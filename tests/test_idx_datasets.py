@@ -1,4 +1,4 @@
-"""IDX files (gen_jax.idx_files) and the datasets read from them: 'fashion_mnist' from
+"""IDX files (gen_jax.data.idx_files) and the datasets read from them: 'fashion_mnist' from
 Debian's dataset-fashion-mnist or data.data_dir, and 'mnist' from data.data_dir."""
 
 import gzip
@@ -9,13 +9,14 @@ import ml_collections
 import numpy as np
 import pytest
 
-from gen_jax import data
-from gen_jax import idx_files
-from gen_jax import input_pipeline
-from gen_jax.errors import UserError
+from gen_jax.data import arrays
+from gen_jax.data import datasets
+from gen_jax.data import grain_records
+from gen_jax.data import idx_files
+from gen_jax.platform.errors import UserError
 from tests.conftest import TINY_DDPM, read_jsonl, run_launch
 
-DEBIAN_DIR = data.IDX_DATASETS['fashion_mnist'].system_dir
+DEBIAN_DIR = datasets.IDX_DATASETS['fashion_mnist'].system_dir
 needs_debian = pytest.mark.skipif(
     not os.path.isdir(DEBIAN_DIR),
     reason=f'{DEBIAN_DIR} is absent (apt-get install dataset-fashion-mnist)')
@@ -136,7 +137,7 @@ def test_image_and_label_count_mismatch_is_one_line(tmp_path):
 
 def test_data_dir_is_preferred_over_the_debian_folder(tmp_path):
   (train_images, train_labels), (test_images, _) = write_fake_dataset(str(tmp_path))
-  train = data.load_dataset(data_config(data_dir=str(tmp_path)), 'train')
+  train = datasets.load_dataset(data_config(data_dir=str(tmp_path)), 'train')
   assert len(train) == 40  # not the 60000 of the Debian folder
   assert train.images.shape == (40, 28, 28, 1) and train.images.dtype == np.float32
   # At the native 28x28 the values are the bytes, scaled from 0..255 to [-1, 1].
@@ -144,26 +145,26 @@ def test_data_dir_is_preferred_over_the_debian_folder(tmp_path):
   assert train.images.min() == -1.0 and train.images.max() == 1.0
   np.testing.assert_array_equal(train.labels, train_labels)
   assert train.labels.dtype == np.int32 and train.num_classes == 10
-  test = data.load_dataset(data_config(size=8, data_dir=str(tmp_path)), 'test')
+  test = datasets.load_dataset(data_config(size=8, data_dir=str(tmp_path)), 'test')
   assert test.images.shape == (20, 8, 8, 1)  # resized as every dataset is
-  small = data._resize(test_images[..., None].astype(np.float32) / 255.0, 8)
+  small = arrays.resize(test_images[..., None].astype(np.float32) / 255.0, 8)
   np.testing.assert_allclose(test.images, np.clip(small, 0.0, 1.0) * 2.0 - 1.0, atol=1e-6)
 
 
 def test_mnist_reads_idx_files_from_data_dir(tmp_path):
   write_fake_dataset(str(tmp_path))
-  mnist = data.load_dataset(data_config('mnist', data_dir=str(tmp_path)), 'test')
+  mnist = datasets.load_dataset(data_config('mnist', data_dir=str(tmp_path)), 'test')
   assert len(mnist) == 20 and mnist.num_classes == 10
 
 
 def test_no_files_anywhere_is_one_line_naming_both_routes(tmp_path, monkeypatch):
   missing = str(tmp_path / 'no-such-package-dir')
-  monkeypatch.setitem(data.IDX_DATASETS, 'fashion_mnist',
-                      data.IdxSource(missing, 'dataset-fashion-mnist'))
+  monkeypatch.setitem(datasets.IDX_DATASETS, 'fashion_mnist',
+                      datasets.IdxSource(missing, 'dataset-fashion-mnist'))
   empty = tmp_path / 'empty'
   empty.mkdir()
   with pytest.raises(UserError) as excinfo:
-    data.load_dataset(data_config(data_dir=str(empty)), 'train')
+    datasets.load_dataset(data_config(data_dir=str(empty)), 'train')
   message = one_line(excinfo)
   for needle in ('apt-get install dataset-fashion-mnist', '--config.data.data_dir=DIR',
                  'tfds build fashion_mnist --data_dir=DIR', 'train-images-idx3-ubyte',
@@ -171,7 +172,7 @@ def test_no_files_anywhere_is_one_line_naming_both_routes(tmp_path, monkeypatch)
     assert needle in message, message
   # MNIST has no Debian package: the message names no apt-get.
   with pytest.raises(UserError) as excinfo:
-    data.load_dataset(data_config('mnist', data_dir=str(empty)), 'test')
+    datasets.load_dataset(data_config('mnist', data_dir=str(empty)), 'test')
   message = one_line(excinfo)
   assert 'apt-get' not in message and 'tfds build mnist' in message, message
 
@@ -179,25 +180,25 @@ def test_no_files_anywhere_is_one_line_naming_both_routes(tmp_path, monkeypatch)
 def test_other_splits_and_bad_labels_are_one_line(tmp_path):
   write_fake_dataset(str(tmp_path))
   with pytest.raises(UserError, match="splits 'train' and 'test', not 'validation'") as e:
-    data.load_dataset(data_config(data_dir=str(tmp_path)), 'validation')
+    datasets.load_dataset(data_config(data_dir=str(tmp_path)), 'validation')
   one_line(e)
   images, labels = fake_images(4)
   labels[2] = 10
   bad = str(tmp_path / 'bad')
   write_split_files(bad, 'test', images, labels)
   with pytest.raises(UserError, match='label 10 is not one of') as e:
-    data.load_dataset(data_config(data_dir=bad), 'test')
+    datasets.load_dataset(data_config(data_dir=bad), 'test')
   assert one_line(e).startswith(os.path.join(bad, 't10k-labels-idx1-ubyte'))
 
 
 def test_loaders_auto_is_memory_and_grain_reads_the_arrays(tmp_path):
   write_fake_dataset(str(tmp_path))
-  assert data.choose_loader(data_config(data_dir=str(tmp_path)), 'train')[0] == 'memory'
+  assert datasets.choose_loader(data_config(data_dir=str(tmp_path)), 'train')[0] == 'memory'
   grain_config = data_config(size=8, data_dir=str(tmp_path), loader='grain')
-  arrays = data.load_train_data(grain_config)  # no ArrayRecord copy: arrays, as digits
-  assert isinstance(arrays, data.ArrayDataset) and len(arrays) == 40
-  memory = data.BatchSource(arrays, 16, seed=3, random_flip=True)
-  grain = input_pipeline.GrainBatchSource(arrays, 16, 3, 0, 1, True, num_workers=0,
+  in_memory = datasets.load_train_data(grain_config)  # no ArrayRecord copy: arrays, as digits
+  assert isinstance(in_memory, arrays.ArrayDataset) and len(in_memory) == 40
+  memory = arrays.BatchSource(in_memory, 16, seed=3, random_flip=True)
+  grain = grain_records.GrainBatchSource(in_memory, 16, 3, 0, 1, True, num_workers=0,
                                           prefetch=2)
   try:
     for step in (0, 1, 2, 5):  # 40 / 16: step 2 straddles two epochs
@@ -214,7 +215,7 @@ def test_loaders_auto_is_memory_and_grain_reads_the_arrays(tmp_path):
 @pytest.fixture(scope='module')
 def debian_splits():
   config = data_config(data_dir='')
-  return data.load_dataset(config, 'train'), data.load_dataset(config, 'test')
+  return datasets.load_dataset(config, 'train'), datasets.load_dataset(config, 'test')
 
 
 @needs_debian

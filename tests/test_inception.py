@@ -15,11 +15,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from gen_jax import viz
-from gen_jax.errors import UserError
 from gen_jax.evaluation import inception_weights
-from gen_jax.evaluation import torch_files
+from gen_jax.interop import torch_files
 from gen_jax.models import inception
+from gen_jax.platform import viz
+from gen_jax.platform.errors import UserError
 
 DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'data')
 
@@ -79,7 +79,7 @@ def test_outputs_on_a_batch_of_two(random_state_dict):
 def test_extractor_scores_is_on_the_unbiased_logits(tmp_path, random_state_dict):
   """The IS probabilities are softmax(pool3 @ W) (original IS code, torch-fidelity's
   'logits_unbiased'), not softmax(pool3 @ W + b); the biased logits stay the model's output."""
-  from gen_jax import parallel  # pylint: disable=g-import-not-at-top
+  from gen_jax.core import parallel  # pylint: disable=g-import-not-at-top
   from gen_jax.evaluation import feature_extractors  # pylint: disable=g-import-not-at-top
   weights = dict(random_state_dict)
   weights['fc.bias'] = np.linspace(-3, 3, 1008).astype(np.float32)  # a bias that matters

@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from gen_jax import data
-from gen_jax import input_pipeline
-from gen_jax.errors import UserError
+from gen_jax.data import arrays
+from gen_jax.data import datasets
+from gen_jax.data import grain_records
+from gen_jax.platform.errors import UserError
 
 
 def data_config(dataset, size=8, **kw):
@@ -42,7 +43,7 @@ def folder(tmp_path_factory):
 
 def grain_source(dataset, batch=8, seed=0, process_index=0, process_count=1, flip=True,
                  workers=0, on_bad='fail'):
-  return input_pipeline.GrainBatchSource(dataset, batch, seed, process_index, process_count,
+  return grain_records.GrainBatchSource(dataset, batch, seed, process_index, process_count,
                                          flip, num_workers=workers, prefetch=2,
                                          on_bad_image=on_bad)
 
@@ -57,9 +58,9 @@ def assert_same_batch(a, b):
 
 def test_grain_equals_memory_on_digits():
   cfg = data_config('digits', size=16)
-  digits = data.load_train_data(cfg)  # embedded: arrays, read by grain as they are
-  assert isinstance(digits, data.ArrayDataset) and len(digits) == 1500
-  memory = data.BatchSource(digits, 64, seed=3, random_flip=True)
+  digits = datasets.load_train_data(cfg)  # embedded: arrays, read by grain as they are
+  assert isinstance(digits, arrays.ArrayDataset) and len(digits) == 1500
+  memory = arrays.BatchSource(digits, 64, seed=3, random_flip=True)
   grain = grain_source(digits, batch=64, seed=3)
   # 1500 / 64: epoch 1 starts inside step 23; 50 is in epoch 2; then back (a restart).
   for step in [0, 1, 2, 23, 24, 50, 5]:
@@ -69,11 +70,11 @@ def test_grain_equals_memory_on_digits():
 
 def test_folder_grain_equals_folder_memory(folder):
   cfg = data_config('folder:' + folder, labels_from_subfolders=True)
-  records = data.load_train_data(cfg)
-  assert isinstance(records, input_pipeline.RecordDataset)
-  in_memory = data.load_dataset(cfg, 'train')  # decoded whole by the same preprocessing
+  records = datasets.load_train_data(cfg)
+  assert isinstance(records, grain_records.RecordDataset)
+  in_memory = datasets.load_dataset(cfg, 'train')  # decoded whole by the same preprocessing
   assert in_memory.images.shape == (21, 8, 8, 3) and records.image_shape == (8, 8, 3)
-  memory = data.BatchSource(in_memory, 8, seed=1, random_flip=True)
+  memory = arrays.BatchSource(in_memory, 8, seed=1, random_flip=True)
   grain = grain_source(records, seed=1)
   for step in range(6):  # 48 examples: three epochs of 21
     assert_same_batch(grain.batch(step), memory.batch(step))
@@ -83,7 +84,7 @@ def test_folder_grain_equals_folder_memory(folder):
 # --- resume and processes -------------------------------------------------------------------
 
 def test_resume_reads_exactly_the_uninterrupted_batches(folder):
-  records = data.load_train_data(data_config('folder:' + folder))
+  records = datasets.load_train_data(data_config('folder:' + folder))
   whole = grain_source(records)
   uninterrupted = [whole.batch(step) for step in range(8)]
   resumed = grain_source(records)  # a new run that starts at step 5
@@ -94,7 +95,7 @@ def test_resume_reads_exactly_the_uninterrupted_batches(folder):
 
 
 def test_two_processes_read_disjoint_slices_whose_union_is_the_global_batch(folder):
-  records = data.load_train_data(data_config('folder:' + folder))
+  records = datasets.load_train_data(data_config('folder:' + folder))
   whole = grain_source(records)
   parts = [grain_source(records, process_index=p, process_count=2) for p in range(2)]
   resumed = [grain_source(records, process_index=p, process_count=2) for p in range(2)]
@@ -115,7 +116,7 @@ def test_two_processes_read_disjoint_slices_whose_union_is_the_global_batch(fold
 
 
 def test_worker_processes_give_the_same_batches(folder):
-  records = data.load_train_data(data_config('folder:' + folder))
+  records = datasets.load_train_data(data_config('folder:' + folder))
   threads = grain_source(records)
   workers = grain_source(records, workers=2)
   for step in [4, 5, 6, 7]:  # a resumed run, served by two worker processes in turn
@@ -129,7 +130,7 @@ def test_worker_processes_give_the_same_batches(folder):
 def test_area_resize_is_the_block_mean_and_the_crop_is_centred():
   rng = np.random.default_rng(0)
   image = rng.integers(0, 256, (8, 12, 3), dtype=np.uint8)
-  out = input_pipeline.Preprocess(4, 3, resize='area', crop='center')(image)
+  out = grain_records.Preprocess(4, 3, resize='area', crop='center')(image)
   blocks = image.astype(np.float64).reshape(4, 2, 6, 2, 3).mean(axis=(1, 3))  # (4, 6, 3)
   expected = blocks[:, 1:5] / 127.5 - 1.0  # the centred 4 of 6 columns
   # Pillow resizes rows, then columns, rounding each pass to uint8: within one level.
@@ -139,23 +140,23 @@ def test_area_resize_is_the_block_mean_and_the_crop_is_centred():
 
 def test_bilinear_keeps_a_constant_image_and_skips_resizing_at_size():
   constant = np.full((20, 30, 3), 200, np.uint8)
-  out = input_pipeline.Preprocess(8, 3)(constant)
+  out = grain_records.Preprocess(8, 3)(constant)
   np.testing.assert_allclose(out, 200 / 127.5 - 1.0, atol=1e-6)
   image = np.random.default_rng(1).integers(0, 256, (8, 8, 1), dtype=np.uint8)
-  np.testing.assert_allclose(input_pipeline.Preprocess(8, 1)(image),
+  np.testing.assert_allclose(grain_records.Preprocess(8, 1)(image),
                              image / 127.5 - 1.0, atol=1e-6)
-  grey = input_pipeline.Preprocess(8, 1)(np.full((8, 8, 3), 50, np.uint8))  # RGB -> grey
+  grey = grain_records.Preprocess(8, 1)(np.full((8, 8, 3), 50, np.uint8))  # RGB -> grey
   assert grey.shape == (8, 8, 1)
 
 
 def test_random_crops_are_seeded_per_step_and_position(folder):
   wide = np.tile(np.arange(16, dtype=np.uint8)[None, :, None], (4, 1, 3))  # column = value
-  pre = input_pipeline.Preprocess(4, 3, crop='random')
+  pre = grain_records.Preprocess(4, 3, crop='random')
   lefts = {int(pre(wide, np.random.default_rng([0, s]))[0, 0, 0] * 127.5 + 127.5 + 0.5)
            for s in range(20)}
   assert len(lefts) > 3 and lefts <= set(range(13))
   cfg = data_config('folder:' + folder, crop='random')
-  records = data.load_train_data(cfg)
+  records = datasets.load_train_data(cfg)
   a, b = grain_source(records), grain_source(records)
   assert_same_batch(a.batch(3), b.batch(3))
   other = grain_source(records, seed=5)
@@ -163,28 +164,28 @@ def test_random_crops_are_seeded_per_step_and_position(folder):
   for source in (a, b, other):
     source.close()
   with pytest.raises(UserError, match="crop='random' needs data.loader='grain'"):
-    data.load_train_data(data_config('folder:' + folder, crop='random', loader='memory'))
+    datasets.load_train_data(data_config('folder:' + folder, crop='random', loader='memory'))
 
 
 def test_labels_from_subfolders(folder):
-  records = data.load_train_data(data_config('folder:' + folder, labels_from_subfolders=True))
+  records = datasets.load_train_data(data_config('folder:' + folder, labels_from_subfolders=True))
   assert records.num_classes == 3
   paths, labels = records.records.paths, records.records.labels
   assert [p.split(os.sep)[0] for p in paths] == [('cat', 'dog', 'emu')[l] for l in labels]
-  unlabelled = data.load_train_data(data_config('folder:' + folder))
+  unlabelled = datasets.load_train_data(data_config('folder:' + folder))
   assert unlabelled.num_classes == 0 and not unlabelled.records.labels.any()
 
 
 def test_auto_loader_says_which_and_why(folder, capsys):
   small = data_config('folder:' + folder, loader='auto')
-  assert isinstance(data.load_train_data(small), data.ArrayDataset)
+  assert isinstance(datasets.load_train_data(small), arrays.ArrayDataset)
   big = data_config('folder:' + folder, loader='auto', max_memory_bytes=1000)
-  assert isinstance(data.load_train_data(big), input_pipeline.RecordDataset)
+  assert isinstance(datasets.load_train_data(big), grain_records.RecordDataset)
   out = capsys.readouterr().out
   assert 'data: memory loader' in out and 'data: grain loader' in out
   assert '21 images' in out
   cropped = data_config('folder:' + folder, loader='auto', crop='random')
-  assert isinstance(data.load_train_data(cropped), input_pipeline.RecordDataset)
+  assert isinstance(datasets.load_train_data(cropped), grain_records.RecordDataset)
 
 
 def test_hidden_folders_and_other_files_are_ignored(tmp_path):
@@ -192,7 +193,7 @@ def test_hidden_folders_and_other_files_are_ignored(tmp_path):
   os.makedirs(tmp_path / '.ipynb_checkpoints')
   Image.new('RGB', (8, 8)).save(tmp_path / '.ipynb_checkpoints' / 'copy.png')
   (tmp_path / 'a' / 'notes.txt').write_text('not an image')
-  paths, _, _ = input_pipeline.list_folder(str(tmp_path), labels_from_subfolders=False)
+  paths, _, _ = grain_records.list_folder(str(tmp_path), labels_from_subfolders=False)
   assert paths == [os.path.join('a', f'0_{i}.{"jpg" if i % 2 else "png"}') for i in range(3)]
 
 
@@ -202,8 +203,8 @@ def test_tfds_array_record_source_under_mock_data():
   import tensorflow_datasets as tfds
   cfg = data_config('cifar10', size=16)
   with tfds.testing.mock_data(num_examples=40, policy=tfds.testing.MockPolicy.USE_CODE):
-    records = data.load_train_data(cfg)
-  assert isinstance(records, input_pipeline.RecordDataset)
+    records = datasets.load_train_data(cfg)
+  assert isinstance(records, grain_records.RecordDataset)
   assert len(records) == 40 and records.num_classes == 10 and records.image_shape == (16, 16, 3)
   whole = grain_source(records)
   batches = [whole.batch(step) for step in range(6)]
@@ -216,7 +217,7 @@ def test_tfds_array_record_source_under_mock_data():
   index = int(whole.indices(0)[0])
   expected = records.preprocess(records.records[index]['image'])
   image = batches[0]['image'][0]
-  flipped = data.batch_flips(0, 0, 8, 0, 8)[0]
+  flipped = arrays.batch_flips(0, 0, 8, 0, 8)[0]
   np.testing.assert_array_equal(image, expected[:, ::-1] if flipped else expected)
   for source in (whole, resumed):
     source.close()
@@ -226,25 +227,25 @@ def test_tfds_array_record_source_under_mock_data():
 
 def test_missing_folder(tmp_path):
   with pytest.raises(UserError, match='does not exist'):
-    data.load_train_data(data_config(f'folder:{tmp_path}/nope'))
+    datasets.load_train_data(data_config(f'folder:{tmp_path}/nope'))
 
 
 def test_folder_without_images(tmp_path):
   (tmp_path / 'notes.txt').write_text('no images here')
   with pytest.raises(UserError, match='holds no images'):
-    data.load_train_data(data_config(f'folder:{tmp_path}'))
+    datasets.load_train_data(data_config(f'folder:{tmp_path}'))
 
 
 def test_image_outside_class_subfolders(tmp_path):
   write_folder(str(tmp_path), classes=('a',), per_class=2)
   Image.new('RGB', (8, 8)).save(tmp_path / 'loose.png')
   with pytest.raises(UserError, match='loose.png is not in a class subfolder'):
-    data.load_train_data(data_config(f'folder:{tmp_path}', labels_from_subfolders=True))
+    datasets.load_train_data(data_config(f'folder:{tmp_path}', labels_from_subfolders=True))
 
 
 def test_folder_has_one_split(folder):
   with pytest.raises(UserError, match="one split, 'train'"):
-    data.load_dataset(data_config('folder:' + folder), 'test')
+    datasets.load_dataset(data_config('folder:' + folder), 'test')
 
 
 def test_unreadable_image_fails_or_is_skipped_with_the_file_named(tmp_path, capsys):
@@ -252,14 +253,14 @@ def test_unreadable_image_fails_or_is_skipped_with_the_file_named(tmp_path, caps
   bad = os.path.join(root, 'a', '0_3.jpg')
   with open(bad, 'wb') as f:
     f.write(b'not a jpeg')
-  failing = data.load_train_data(data_config(f'folder:{root}'))
+  failing = datasets.load_train_data(data_config(f'folder:{root}'))
   source = grain_source(failing, batch=6, flip=False)
   with pytest.raises(UserError, match='unreadable image .*0_3.jpg.*on_bad_image'):
     source.batch(0)
   source.close()
   with pytest.raises(UserError, match='unreadable image .*0_3.jpg'):
-    data.load_dataset(data_config(f'folder:{root}'), 'train')  # the memory loader too
-  skipping = data.load_train_data(data_config(f'folder:{root}', on_bad_image='skip'))
+    datasets.load_dataset(data_config(f'folder:{root}'), 'train')  # the memory loader too
+  skipping = datasets.load_train_data(data_config(f'folder:{root}', on_bad_image='skip'))
   source = grain_source(skipping, batch=6, flip=False, on_bad='skip')
   batch = source.batch(0)  # one epoch: the bad record replaced by the next file, 0_4.png
   assert batch['image'].shape == (6, 8, 8, 3)
@@ -270,13 +271,13 @@ def test_unreadable_image_fails_or_is_skipped_with_the_file_named(tmp_path, caps
                                     'a', '0_4.png')]]['image']))
   assert 'skipping unreadable image' in capsys.readouterr().err
   source.close()
-  in_memory = data.load_dataset(data_config(f'folder:{root}', on_bad_image='skip'), 'train')
+  in_memory = datasets.load_dataset(data_config(f'folder:{root}', on_bad_image='skip'), 'train')
   assert len(in_memory) == 5  # the memory loader leaves it out
 
 
 def test_tfds_not_prepared_as_array_record(tmp_path):
   with pytest.raises(UserError) as e:
-    data.load_train_data(data_config('cifar10', data_dir=str(tmp_path)))
+    datasets.load_train_data(data_config('cifar10', data_dir=str(tmp_path)))
   message = str(e.value)
   assert '\n' not in message
   assert f'tfds build cifar10 --file_format=array_record --data_dir={tmp_path}' in message
@@ -284,11 +285,11 @@ def test_tfds_not_prepared_as_array_record(tmp_path):
 
 def test_bad_loader_options():
   with pytest.raises(UserError, match='data.loader'):
-    data.load_train_data(data_config('digits', loader='disk'))
+    datasets.load_train_data(data_config('digits', loader='disk'))
   with pytest.raises(UserError, match='on_bad_image'):
-    grain_source(data.load_train_data(data_config('digits')), on_bad='ignore')
+    grain_source(datasets.load_train_data(data_config('digits')), on_bad='ignore')
   with pytest.raises(UserError, match='data.resize'):
-    input_pipeline.folder_dataset('/nonexistent', data_config('folder:x', resize='cubic'))
+    grain_records.folder_dataset('/nonexistent', data_config('folder:x', resize='cubic'))
 
 
 # --- end to end: configs/ddpm_folder.py through launch.py -----------------------------------

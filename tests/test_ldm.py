@@ -92,9 +92,9 @@ def test_a_trained_vae_loads_without_any_data(tmp_path, monkeypatch):
   """load_run restores the VAE's parameters into its network from the checkpoint alone."""
   import jax  # pylint: disable=g-import-not-at-top
   import experiments  # pylint: disable=g-import-not-at-top
-  from gen_jax import checkpoint  # pylint: disable=g-import-not-at-top
-  from gen_jax import data  # pylint: disable=g-import-not-at-top
-  from gen_jax import parallel  # pylint: disable=g-import-not-at-top
+  from gen_jax.platform import checkpoint  # pylint: disable=g-import-not-at-top
+  from gen_jax.data import datasets  # pylint: disable=g-import-not-at-top
+  from gen_jax.core import parallel  # pylint: disable=g-import-not-at-top
   vae_dir = str(tmp_path / 'vae')
   run_launch([*TINY_VAE, f'--workdir={vae_dir}', '--config.training.num_steps=1'])
 
@@ -102,7 +102,7 @@ def test_a_trained_vae_loads_without_any_data(tmp_path, monkeypatch):
     raise AssertionError('load_run loaded data')
 
   for name in ('load_dataset', 'load_train_data', 'load_held_out'):
-    monkeypatch.setattr(data, name, no_data)
+    monkeypatch.setattr(datasets, name, no_data)
   config, vae, state = experiments.load_run(vae_dir, parallel.make_mesh(), 'vae', 'field', 'hint')
   assert vae.image_shape == (8, 8, 1) and int(state.step) == 1
   # The restored parameters are the checkpoint's (an independent read of the saved tree).

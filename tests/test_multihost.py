@@ -116,7 +116,8 @@ import jax, numpy as np
 pid, port, workdir = int(sys.argv[1]), sys.argv[2], sys.argv[3]
 jax.config.update('jax_cpu_collectives_implementation', 'gloo')
 jax.distributed.initialize(f'127.0.0.1:{port}', 2, pid, heartbeat_timeout_seconds=5)
-from gen_jax import checkpoint, parallel
+from gen_jax.core import parallel
+from gen_jax.platform import checkpoint
 state = parallel.replicate({'w': np.arange(100000.0, dtype=np.float32)}, parallel.make_mesh())
 ckpt = checkpoint.Checkpointer(workdir, async_save=True)
 ckpt.save(1, state)
@@ -130,7 +131,7 @@ os._exit(0)
 
 
 def test_a_host_that_dies_during_a_save_leaves_no_listed_checkpoint(tmp_path):
-  from gen_jax import checkpoint  # pylint: disable=g-import-not-at-top
+  from gen_jax.platform import checkpoint  # pylint: disable=g-import-not-at-top
   port, workdir = _free_port(), str(tmp_path / 'run')
   procs = [subprocess.Popen([sys.executable, '-c', _SAVE_THEN_DIE, str(i), str(port), workdir],
                             cwd=REPO, env=launch_env(1), stdout=subprocess.DEVNULL,
@@ -150,11 +151,11 @@ def test_a_failed_save_lets_the_watchdog_name_a_dead_peer_first(tmp_path, monkey
   must give the watchdog its verdict (the lost-process line, exit 75) before reporting a
   failed save, which would blame the disk. Other one-line errors do not wait."""
   from configs import ddpm
-  from gen_jax import checkpoint
-  from gen_jax import peers
-  from gen_jax import preemption
-  from gen_jax import runner
-  from gen_jax.errors import UserError
+  from gen_jax.platform import checkpoint
+  from gen_jax.platform import peers
+  from gen_jax.platform import preemption
+  from gen_jax.platform import runner
+  from gen_jax.platform.errors import UserError
 
   calls = []
 

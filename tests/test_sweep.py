@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 from configs import ddpm
-from gen_jax import runner
-from gen_jax.errors import UserError
-from gen_jax.sweeps import spec
+from gen_jax.platform import runner
+from gen_jax.platform.errors import UserError
+from gen_jax.platform.sweeps import spec
 from tests.conftest import REPO, TINY_DDPM, assert_one_line_error, launch_env
 
 
@@ -45,7 +45,7 @@ def write_sweep(path, body: str) -> str:
 def test_expansion_trial_ids_and_flags(tmp_path):
   sweep_file = write_sweep(tmp_path / 'grid.py', (
       'import numpy as np\n'
-      'from gen_jax.sweeps import spec\n'
+      'from gen_jax.platform.sweeps import spec\n'
       'def get_sweep():\n'
       "  return spec.product({'optim.lr': np.array([1e-3, 3e-4]), 'model.ch_mult': [(1, 2), [1]],"
       " 'seed': [0, 1]}) + [{'model.ch': 16, 'sampling.num_steps': 5}]\n"))
@@ -147,7 +147,7 @@ def test_local_sweep_runs_is_killed_resumes_and_skips_finished_trials(tmp_path, 
 def test_skypilot_tasks(tmp_path):
   sky = pytest.importorskip('sky', reason='SkyPilot is the optional `cloud` extra: '
                                           'pip install -e ".[cloud]"')
-  from gen_jax.sweeps import skypilot  # pylint: disable=g-import-not-at-top
+  from gen_jax.platform.sweeps import skypilot  # pylint: disable=g-import-not-at-top
   config = ddpm.get_config()
   config.sweep.bucket = 'gs://bucket/runs'
   config.sweep.num_nodes = 2
@@ -192,7 +192,7 @@ def test_skypilot_tasks(tmp_path):
 
 def test_skypilot_needs_a_bucket():
   pytest.importorskip('sky', reason='SkyPilot is the optional `cloud` extra')
-  from gen_jax.sweeps import skypilot  # pylint: disable=g-import-not-at-top
+  from gen_jax.platform.sweeps import skypilot  # pylint: disable=g-import-not-at-top
   config = ddpm.get_config()
   trials = spec.expand(config, [{'seed': 1}], 'test')
   with pytest.raises(UserError, match='needs --config.sweep.bucket'):
@@ -211,7 +211,7 @@ def test_skypilot_nodes_join_one_jax_job():
 def test_summary_shows_each_familys_losses(tmp_path):
   """A GAN trial logs train/d_loss and train/g_loss (no train/loss): both get a column,
   with the mean of their last SMOOTHING logs."""
-  from gen_jax.sweeps import summary  # pylint: disable=g-import-not-at-top
+  from gen_jax.platform.sweeps import summary  # pylint: disable=g-import-not-at-top
   run = tmp_path / 'gan_trial'
   run.mkdir()
   d_losses = [1.5, 1.4, 1.3, 1.2, 1.1, 1.0, 0.9]

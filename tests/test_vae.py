@@ -10,10 +10,10 @@ import numpy as np
 from PIL import Image
 import pytest
 
-from gen_jax import parallel
-from gen_jax import viz
+from gen_jax.core import parallel
 from gen_jax.models.vae import VAE
 from gen_jax.objectives import vae as objectives
+from gen_jax.platform import viz
 from tests.conftest import assert_one_line_error, read_jsonl, run_launch
 
 # A VAE small enough that a launch.py run takes seconds on one core.

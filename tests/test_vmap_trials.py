@@ -11,11 +11,11 @@ import pytest
 
 import experiments
 from configs import ddpm
-from gen_jax import family as family_lib
-from gen_jax import parallel
-from gen_jax import trainer
-from gen_jax import vmap_trials
-from gen_jax.errors import UserError
+from gen_jax.core import family as family_lib
+from gen_jax.core import parallel
+from gen_jax.core import trainer
+from gen_jax.core import vmap_trials
+from gen_jax.platform.errors import UserError
 from tests.conftest import TINY_DDPM, assert_one_line_error, launch_env, read_jsonl
 from tests.test_sweep import compile_cache, fast_env, launch  # pylint: disable=unused-import
 

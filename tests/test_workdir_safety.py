@@ -16,13 +16,13 @@ import ml_collections
 import numpy as np
 import pytest
 
-from gen_jax import checkpoint
-from gen_jax import metric_log
-from gen_jax import parallel
-from gen_jax import preemption
-from gen_jax import run_config
-from gen_jax import workdir_lock
-from gen_jax.errors import UserError
+from gen_jax.core import parallel
+from gen_jax.platform import checkpoint
+from gen_jax.platform import metric_log
+from gen_jax.platform import preemption
+from gen_jax.platform import run_config
+from gen_jax.platform import workdir_lock
+from gen_jax.platform.errors import UserError
 from tests.conftest import (REPO, assert_one_line_error, launch_env, losses_by_step, read_jsonl,
                             run_launch)
 
@@ -30,7 +30,7 @@ from tests.conftest import (REPO, assert_one_line_error, launch_env, losses_by_s
 
 _HOLD = '''
 import sys, time
-from gen_jax import workdir_lock
+from gen_jax.platform import workdir_lock
 lock = workdir_lock.WorkdirLock(sys.argv[1])
 print('locked', flush=True)
 time.sleep(120)

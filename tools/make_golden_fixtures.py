@@ -81,20 +81,20 @@ _TIMING = re.compile(r'steps_per_s|seconds|_time$|eta')
 # (block, field, default, file): the historical fallbacks of the tree, each written in that
 # file as `.get('field', default)` (checked below, so the list cannot drift from the code).
 _FALLBACKS = [
-    ('data', 'on_bad_image', 'fail', 'gen_jax/data.py'),
-    ('data', 'loader', 'memory', 'gen_jax/data.py'),
-    ('data', 'crop', 'center', 'gen_jax/data.py'),
-    ('data', 'max_memory_bytes', 4 * 2**30, 'gen_jax/data.py'),
-    ('data', 'labels_from_subfolders', False, 'gen_jax/data.py'),
-    ('data', 'num_workers', 0, 'gen_jax/data.py'),
-    ('data', 'prefetch_batches', 4, 'gen_jax/data.py'),
-    ('data', 'resize', 'bilinear', 'gen_jax/input_pipeline.py'),
-    ('parallel', 'peer_timeout_s', 30, 'gen_jax/runner.py'),
-    ('parallel', 'init_timeout_s', 300, 'gen_jax/runner.py'),
-    ('eval', 'samples_file', '', 'gen_jax/runner.py'),
+    ('data', 'on_bad_image', 'fail', 'gen_jax/data/datasets.py'),
+    ('data', 'loader', 'memory', 'gen_jax/data/datasets.py'),
+    ('data', 'crop', 'center', 'gen_jax/data/datasets.py'),
+    ('data', 'max_memory_bytes', 4 * 2**30, 'gen_jax/data/datasets.py'),
+    ('data', 'labels_from_subfolders', False, 'gen_jax/data/datasets.py'),
+    ('data', 'num_workers', 0, 'gen_jax/data/datasets.py'),
+    ('data', 'prefetch_batches', 4, 'gen_jax/data/datasets.py'),
+    ('data', 'resize', 'bilinear', 'gen_jax/data/grain_records.py'),
+    ('parallel', 'peer_timeout_s', 30, 'gen_jax/platform/runner.py'),
+    ('parallel', 'init_timeout_s', 300, 'gen_jax/platform/runner.py'),
+    ('eval', 'samples_file', '', 'gen_jax/platform/runner.py'),
     ('eval', 'image_size', 0, 'experiments/evaluation.py'),
-    ('training', 'eval_every', 0, 'gen_jax/trainer.py'),
-    ('sweep', 'vmap_trial_devices', 0, 'gen_jax/vmap_trials.py'),
+    ('training', 'eval_every', 0, 'gen_jax/core/trainer.py'),
+    ('sweep', 'vmap_trial_devices', 0, 'gen_jax/core/vmap_trials.py'),
     ('sampling', 'dynamic_threshold', 0.0, 'gen_jax/diffusion/samplers.py'),
     ('sampling', 'threshold_max', 0.0, 'gen_jax/diffusion/samplers.py'),
     ('sampling', 'sigma_schedule', 'model', 'gen_jax/diffusion/samplers.py'),
@@ -152,7 +152,7 @@ def write_state_trees(runs_dir: str) -> None:
   import jax  # pylint: disable=g-import-not-at-top
   import ml_collections  # pylint: disable=g-import-not-at-top
   import experiments  # pylint: disable=g-import-not-at-top
-  from gen_jax import parallel  # pylint: disable=g-import-not-at-top
+  from gen_jax.core import parallel  # pylint: disable=g-import-not-at-top
   mesh = parallel.make_mesh()
   trees = {}
   for name in STATE_TREE_CONFIGS:

@@ -5,7 +5,7 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 
-from gen_jax import parallel
+from gen_jax.core import parallel
 from gen_jax.diffusion import guidance
 from gen_jax.diffusion import schedules
 

@@ -21,9 +21,9 @@ from typing import Protocol
 import jax
 import numpy as np
 
-from gen_jax import checkpoint
-from gen_jax import parallel
-from gen_jax.errors import UserError
+from gen_jax.core import parallel
+from gen_jax.platform import checkpoint
+from gen_jax.platform.errors import UserError
 
 EXTRACTORS = ('classifier', 'inception')
 

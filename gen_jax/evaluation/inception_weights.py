@@ -1,7 +1,7 @@
 """FID Inception-v3 weights: pytorch-fid's state_dict <-> flax variables, and loading.
 
 The standard file is pytorch-fid's `pt_inception-2015-12-05-6726825d.pth`
-(`FID_WEIGHTS_URL`), read without torch (`gen_jax.evaluation.torch_files`); an `.npz` with
+(`FID_WEIGHTS_URL`), read without torch (`gen_jax.interop.torch_files`); an `.npz` with
 the same keys (PyTorch names and layouts) is accepted too. Every mismatch is a one-line
 `UserError` naming the key and both shapes.
 """
@@ -14,9 +14,9 @@ import jax.numpy as jnp
 import numpy as np
 from flax import traverse_util
 
-from gen_jax.errors import UserError
-from gen_jax.evaluation.torch_files import read_state_dict
+from gen_jax.interop.torch_files import read_state_dict
 from gen_jax.models.inception import INPUT_SIZE, InceptionV3
+from gen_jax.platform.errors import UserError
 
 FID_WEIGHTS_URL = ('https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/'
                    'pt_inception-2015-12-05-6726825d.pth')

@@ -14,7 +14,7 @@ import os
 import jax
 import numpy as np
 
-from gen_jax import data
+from gen_jax.data import datasets
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,7 +62,7 @@ def real_features(data_config, split: str, extractor, cache_dir: str = '',
   if os.path.exists(path):
     with np.load(path) as cached:
       return FeatureSet(cached['features'], cached['probs'], cached['labels']), path
-  dataset = data.load_dataset(data_config, split)
+  dataset = datasets.load_dataset(data_config, split)
   images, labels = dataset.images, dataset.labels
   if max_examples:
     images, labels = images[:max_examples], labels[:max_examples]

@@ -1,7 +1,7 @@
 """diffusers `UNet2DModel` checkpoints <-> the gen_jax U-Net (gen_jax/models/unet.py).
 
 Pure numpy: weights are read with `safetensors.numpy` (or a `.bin` with the torch-free
-reader of gen_jax/evaluation/torch_files.py), so nothing here needs torch.
+reader of gen_jax/interop/torch_files.py), so nothing here needs torch.
 
 The gen_jax U-Net is the DDPM U-Net of Ho et al. (2020), the network of the `google/ddpm-*`
 checkpoints. In diffusers' terms it is a `UNet2DModel` with act_fn='silu',
@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from gen_jax.errors import UserError
+from gen_jax.platform.errors import UserError
 
 MODEL_CONFIG = 'config.json'
 SCHEDULER_CONFIG = 'scheduler_config.json'
@@ -515,7 +515,7 @@ def read_weights(path: str) -> dict[str, np.ndarray]:
       return load_file(path)
     except Exception as e:  # safetensors raises its own error types  # pylint: disable=broad-except
       raise UserError(f'{path}: not a readable safetensors file ({e}).') from None
-  from gen_jax.evaluation import torch_files  # pylint: disable=g-import-not-at-top
+  from gen_jax.interop import torch_files  # pylint: disable=g-import-not-at-top
   return torch_files.read_state_dict(path)
 
 

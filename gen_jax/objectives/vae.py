@@ -2,7 +2,7 @@
 
 Conventions:
   * Every per-example quantity is a sum over all non-batch axes, in nats.
-  * Images arrive in [-1, 1] (as `gen_jax.data` gives them) and both likelihoods are
+  * Images arrive in [-1, 1] (as `gen_jax.data.datasets` gives them) and both likelihoods are
     evaluated on the [0, 1] scale x01 = (x + 1) / 2, so bits/dim = nll / (D ln 2) with
     D = H * W * C refers to intensities in [0, 1]:
       - 'gaussian': p(x|z) = N(x01; f(z), eta I); the decoder output f(z) is the mean
@@ -15,7 +15,7 @@ Conventions:
         intensities this is a cross-entropy, not a normalised density (the continuous
         Bernoulli would be); it is always <= 0.
   * Random draws of an example are keyed by its global position `index` (see
-    `gen_jax.parallel.per_example_keys`), so results do not depend on how a
+    `gen_jax.core.parallel.per_example_keys`), so results do not depend on how a
     batch is split over devices.
 """
 
@@ -26,7 +26,7 @@ import jax
 from jax import lax
 import jax.numpy as jnp
 
-from gen_jax.parallel import per_example_keys
+from gen_jax.core.parallel import per_example_keys
 
 LIKELIHOODS = ('gaussian', 'bernoulli')
 _LOG_2PI = math.log(2.0 * math.pi)

@@ -1,6 +1,6 @@
 """Datasets read record by record with grain: image folders, ArrayRecord tfds, any array.
 
-The memory loader (gen_jax.data.BatchSource) holds a whole split as float32. This module
+The memory loader (gen_jax.data.arrays.BatchSource) holds a whole split as float32. This module
 reads one record at a time instead, so a split may be far larger than host memory
 (ImageNet, LSUN, a folder of photos), and does the per-image work in grain: decode,
 resize, crop, flip, in `data.num_workers` worker processes, batches prepared ahead of
@@ -19,7 +19,7 @@ or 'area': Pillow's box filter, the mean over each output pixel's footprint), th
 square crop along the longer side: centered, or at a random offset drawn from
 (seed, step, position in the global batch). Values are scaled to [-1, 1] as float32.
 
-Batch order: exactly gen_jax.data's (`data.batch_indices`, `data.batch_flips`): the
+Batch order: exactly gen_jax.data.datasets's (`arrays.batch_indices`, `arrays.batch_flips`): the
 global batch of step s holds stream positions s*B .. s*B+B-1 of epochs permuted by
 (seed, epoch), each process reads only its own slice, and flips are drawn per global
 batch from (seed, step). grain's own samplers shuffle differently, so the order is
@@ -38,8 +38,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from gen_jax import data
-from gen_jax.errors import UserError
+from gen_jax.data import arrays
+from gen_jax.data import tfds_access
+from gen_jax.platform.errors import UserError
 
 IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg')
 RESIZE_METHODS = ('bilinear', 'area')
@@ -170,7 +171,7 @@ class TfdsRecords:
 class ArrayRecords:
   """An in-memory `ArrayDataset` as records; its images are already at size in [-1, 1]."""
 
-  def __init__(self, dataset: data.ArrayDataset):
+  def __init__(self, dataset: arrays.ArrayDataset):
     self.dataset = dataset
 
   def __len__(self) -> int:
@@ -293,7 +294,7 @@ def tfds_dataset(name: str, split: str, data_config) -> RecordDataset:
     raise UserError(f"unknown dataset {name!r}: use 'digits', 'folder:PATH' or a "
                     f"tensorflow-datasets name such as 'cifar10'.") from None
   except (NotImplementedError, AssertionError, FileNotFoundError):
-    raise data.TfdsNotPrepared(
+    raise tfds_access.TfdsNotPrepared(
         f'tfds dataset {name!r} is not prepared in a random-access format in {shown_dir}: '
         f'run `{tfds_build_command(name, data_config.data_dir)}` on a machine with network '
         f'access (data.loader=\'grain\' reads ArrayRecord).') from None
@@ -320,7 +321,7 @@ def _preprocess(data_config, channels: int) -> Preprocess:
   return Preprocess(data_config.image_size, channels, resize, crop)
 
 
-def decode_all(dataset: RecordDataset, on_bad_image: str) -> data.ArrayDataset:
+def decode_all(dataset: RecordDataset, on_bad_image: str) -> arrays.ArrayDataset:
   """The whole split decoded into memory (center crops): the memory loader's view."""
   images, labels = [], []
   center = dataclasses.replace(dataset.preprocess, crop='center')
@@ -334,7 +335,7 @@ def decode_all(dataset: RecordDataset, on_bad_image: str) -> data.ArrayDataset:
     labels.append(record['label'])
   if not images:
     raise UserError(f'{dataset.description}: no image could be read.')
-  return data.ArrayDataset(np.stack(images), np.array(labels, np.int32), dataset.num_classes)
+  return arrays.ArrayDataset(np.stack(images), np.array(labels, np.int32), dataset.num_classes)
 
 
 _REPORTED: set[str] = set()
@@ -373,15 +374,15 @@ class _StepBatches:
     self.process_index = process_index
     self.random_flip = random_flip
     self.on_bad_image = on_bad_image
-    self._order = data.EpochOrder(num_examples, seed)
+    self._order = arrays.EpochOrder(num_examples, seed)
 
   def __getstate__(self):
     state = dict(self.__dict__)
-    state['_order'] = data.EpochOrder(self.num_examples, self.seed)  # no cached permutations
+    state['_order'] = arrays.EpochOrder(self.num_examples, self.seed)  # no cached permutations
     return state
 
   def indices(self, step: int) -> np.ndarray:
-    return data.batch_indices(self._order, step, self.global_batch_size, self.process_index,
+    return arrays.batch_indices(self._order, step, self.global_batch_size, self.process_index,
                               self.local_batch_size)
 
   def _read(self, index: int) -> dict[str, Any]:
@@ -408,7 +409,7 @@ class _StepBatches:
       labels.append(record['label'])
     images = np.stack(images).astype(np.float32)  # (B_local, H, W, C)
     if self.random_flip:
-      flips = data.batch_flips(self.seed, step, self.global_batch_size, self.process_index,
+      flips = arrays.batch_flips(self.seed, step, self.global_batch_size, self.process_index,
                                self.local_batch_size)
       images = np.where(flips[:, None, None, None], images[:, :, ::-1], images)
     return {'image': images, 'label': np.array(labels, np.int32),
@@ -427,7 +428,7 @@ class GrainBatchSource:
     global_batch_size: the batch over all processes.
     seed: the run's seed.
     process_index, process_count: this process's place among all processes.
-    random_flip: horizontal flips, drawn as gen_jax.data.BatchSource draws them.
+    random_flip: horizontal flips, drawn as gen_jax.data.arrays.BatchSource draws them.
     num_workers: grain worker processes (0: threads of this process only).
     prefetch: batches prepared ahead per reader (also its thread count).
     on_bad_image: 'fail' or 'skip' (with the file named) for undecodable records.
@@ -454,7 +455,7 @@ class GrainBatchSource:
     self.num_workers = num_workers
     self.prefetch = prefetch
     self.on_bad_image = on_bad_image
-    if isinstance(dataset, data.ArrayDataset):
+    if isinstance(dataset, arrays.ArrayDataset):
       records, preprocess = ArrayRecords(dataset), None
     else:
       records, preprocess = dataset.records, dataset.preprocess
@@ -492,7 +493,7 @@ class GrainBatchSource:
     self._next_step = step
 
   def batch(self, step: int) -> dict[str, np.ndarray]:
-    """This process's slice of the global batch of `step` (as gen_jax.data.BatchSource).
+    """This process's slice of the global batch of `step` (as gen_jax.data.arrays.BatchSource).
 
     Returns:
       {'image': (B_local, H, W, C) float32, 'label': (B_local,) int32,

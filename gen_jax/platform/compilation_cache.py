@@ -10,7 +10,7 @@ import os
 
 import jax
 
-from gen_jax.errors import UserError
+from gen_jax.platform.errors import UserError
 
 AUTO = 'auto'
 # Programs that compile faster than this are not kept. JAX's default is 1 s; every program

@@ -2,7 +2,7 @@
 
 The optimizer is built once; the peak learning rate is an argument of each update
 (`optimizer.update(grads, opt_state, params, peak_lr=...)`), so a vmapped trial's own
-traced rate (gen_jax.vmap_trials) goes through the same transformation, and a plain run
+traced rate (gen_jax.core.vmap_trials) goes through the same transformation, and a plain run
 passes the config's number. `optax.inject_hyperparams` would do the same by keeping the
 rate in the optimizer state, which would change that state and so every checkpoint's
 tree: the rate is passed instead, and the state is exactly `optax.adam(schedule)`'s.
@@ -10,7 +10,7 @@ tree: the rate is passed instead, and the state is exactly `optax.adam(schedule)
 
 import optax
 
-from gen_jax.errors import UserError
+from gen_jax.platform.errors import UserError
 
 
 def learning_rate_schedule(optim_config, num_steps: int, lr) -> optax.Schedule:

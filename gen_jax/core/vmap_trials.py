@@ -11,11 +11,11 @@ How a trial's values reach its step, so that they are traced values and not cons
 baked into the program:
   * `seed`: the trial's base key (`state.rng` = PRNGKey(seed)) and its own batch order.
   * every other field: `TrialState.hparams[field]`, a scalar that reaches the family's
-    step as its `hparams` argument in place of the config's value (gen_jax.family;
+    step as its `hparams` argument in place of the config's value (gen_jax.core.family;
     learning rates go through the same warmup/decay schedule, `optim.make_optimizer`).
 A family lists the fields it reads that way in `VMAP_FIELDS`; any other field (one that
 changes shapes, run length or the traced code) is refused with a pointer to the launcher
-sweep (`launch.py --sweep=FILE`, gen_jax/sweeps/).
+sweep (`launch.py --sweep=FILE`, gen_jax/platform/sweeps/).
 
 Devices: a (data, trial) mesh over the same devices as the family's `data` mesh. The trial
 axis takes `sweep.vmap_trial_devices` of them (default: as many as divide both the trial
@@ -43,10 +43,10 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 import numpy as np
 
-from gen_jax import family as family_lib
-from gen_jax import parallel
-from gen_jax.errors import UserError
-from gen_jax.train_state import TrainState
+from gen_jax.core import family as family_lib
+from gen_jax.core import parallel
+from gen_jax.core.train_state import TrainState
+from gen_jax.platform.errors import UserError
 
 TRIAL_AXIS = 'trial'
 
@@ -142,7 +142,7 @@ def trial_devices(num_trials: int, requested_devices: int, mesh) -> int:
 
 
 class VmappedTrials(family_lib.Experiment):
-  """The Experiment (see gen_jax.family) of N trials of `family` in one program.
+  """The Experiment (see gen_jax.core.family) of N trials of `family` in one program.
 
   Args:
     family: the family's experiment, built on the usual one-axis `data` mesh (it samples

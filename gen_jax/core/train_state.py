@@ -4,11 +4,11 @@ One `TrainState` serves every family: `params` and `opt_state` are arbitrary pyt
 (a GAN keeps {'generator': ..., 'discriminator': ...} in each), `model_state` holds
 non-trained variables (batch statistics, spectral-norm vectors), `ema_params` the
 exponential moving average used for sampling. The data position is `step` (see
-`gen_jax.data.BatchSource`), so the checkpoint of this state is the whole run.
+`gen_jax.data.arrays.BatchSource`), so the checkpoint of this state is the whole run.
 
-A run of vmapped trials (gen_jax.vmap_trials) steps a subclass whose `hparams` hold each
+A run of vmapped trials (gen_jax.core.vmap_trials) steps a subclass whose `hparams` hold each
 trial's values of the config fields that differ between trials (they reach the family's
-step as its `hparams` argument, see gen_jax.family). Plain runs' states (and so their
+step as its `hparams` argument, see gen_jax.core.family). Plain runs' states (and so their
 checkpoints) are unchanged.
 """
 
@@ -20,7 +20,7 @@ from jax import lax
 import jax.numpy as jnp
 import optax
 
-from gen_jax import parallel
+from gen_jax.core import parallel
 
 
 @flax.struct.dataclass
@@ -64,12 +64,12 @@ def gradient_update(loss_fn: Callable, optimizer: optax.GradientTransformation, 
     rng: this device's key.
     has_state: whether loss_fn takes and returns model_state.
     model_state: non-trained variables (e.g. batch statistics).
-    peak_lr: the peak learning rate, for an optimizer of `gen_jax.optim.make_optimizer`
+    peak_lr: the peak learning rate, for an optimizer of `gen_jax.core.optim.make_optimizer`
       (a Python number, or a vmapped trial's traced one); None: the optimizer takes none.
   Returns:
     (params, opt_state, metrics, model_state); metrics include `grad_norm`.
   """
-  varying = parallel.as_varying(params)  # per-device gradients (see gen_jax.parallel)
+  varying = parallel.as_varying(params)  # per-device gradients (see gen_jax.core.parallel)
   if has_state:
     grad_fn = jax.value_and_grad(lambda p: loss_fn(p, model_state, batch, rng), has_aux=True)
     (loss, (metrics, model_state)), grads = grad_fn(varying)

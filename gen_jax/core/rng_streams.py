@@ -1,6 +1,6 @@
 """The numbers folded into a key to start each random stream outside the train step.
 
-Training keys are fold_in(PRNGKey(config.seed), step) (gen_jax.trainer); every other draw
+Training keys are fold_in(PRNGKey(config.seed), step) (gen_jax.core.trainer); every other draw
 starts from one of the streams below, so no two purposes share keys by accident and a
 reader finds them all here. Changing a number changes the figures drawn with it.
 """

@@ -23,7 +23,7 @@ import time
 
 import jax
 
-from gen_jax.errors import UserError
+from gen_jax.platform.errors import UserError
 
 LOST_PEER_EXIT_CODE = 75  # EX_TEMPFAIL: restart me (SkyPilot's recover_on_exit_codes)
 _BEAT_PREFIX = 'gen_jax/beat/'

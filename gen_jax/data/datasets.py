@@ -4,9 +4,9 @@ Datasets:
   * 'digits': scikit-learn's shipped 8x8 handwritten digits (1797 images, no network,
     no TensorFlow). Split: 'train' = the first 1500 images, 'test' = the last 297.
   * 'folder:PATH': PNG / JPEG files under PATH (one split, 'train'), labels from the
-    subfolder names when `data.labels_from_subfolders` (gen_jax.input_pipeline).
+    subfolder names when `data.labels_from_subfolders` (gen_jax.data.grain_records).
   * 'fashion_mnist', 'mnist': tensorflow-datasets' prepared copy when there is one (as
-    below), else the four IDX files (gen_jax.idx_files; gzipped or not) in `data.data_dir`
+    below), else the four IDX files (gen_jax.data.idx_files; gzipped or not) in `data.data_dir`
     or where a system package puts them (Debian's dataset-fashion-mnist:
     /usr/share/datasets/fashion-mnist; no package ships MNIST). Splits 'train' (60000) and
     'test' (10000). Never downloaded: with neither, one line names both ways to get them.
@@ -14,19 +14,15 @@ Datasets:
     `data.data_dir`. The memory loader decodes it through TensorFlow (the `tfds` extra);
     the grain loader reads ArrayRecord files without it.
 
-Loaders (`data.loader`): 'memory' holds the split as float32 arrays (BatchSource);
-'grain' reads it record by record with grain (gen_jax.input_pipeline.GrainBatchSource),
+Loaders (`data.loader`): 'memory' holds the split as float32 arrays (its BatchSource);
+'grain' reads it record by record with grain (gen_jax.data.grain_records.GrainBatchSource),
 for splits larger than memory; 'auto' takes grain when the training split would take more
 than `data.max_memory_bytes` as float32. Both give the same batches for the same seed.
 The embedded datasets and those read from IDX files are arrays under either loader.
 
 Images are float32 in [-1, 1], shape (N, H, W, C), resized to `data.image_size`.
 
-Batch order: the global batch of step s holds the samples at stream positions
-s*B .. s*B+B-1 of an endless stream of epochs, each epoch a permutation drawn from
-(seed, epoch). The data position is therefore a function of the step, which the
-checkpoint holds, so a resumed run reads exactly the batches it would have read.
-Every process builds the same order and keeps only its own slice of each global batch.
+Batch order: gen_jax.data.arrays (a function of the step, so a resume reads the same batches).
 """
 
 import dataclasses
@@ -36,56 +32,17 @@ from typing import Callable
 
 import numpy as np
 
-from gen_jax import idx_files
-from gen_jax.errors import UserError
+from gen_jax.data import arrays
+from gen_jax.data import idx_files
+from gen_jax.data import tfds_access
+from gen_jax.platform.errors import UserError
 
 DIGITS_TRAIN_SIZE = 1500  # digits 'train' = images [0, 1500), 'test' = [1500, 1797).
 FOLDER_PREFIX = 'folder:'  # data.dataset='folder:PATH': an image folder
 LOADERS = ('memory', 'grain', 'auto')
 
 
-@dataclasses.dataclass(frozen=True)
-class ArrayDataset:
-  """A whole split in memory."""
-  images: np.ndarray  # (N, H, W, C) float32 in [-1, 1]
-  labels: np.ndarray  # (N,) int32
-  num_classes: int
-
-  def __len__(self) -> int:
-    return self.images.shape[0]
-
-  @property
-  def image_shape(self) -> tuple[int, ...]:
-    """(H, W, C) of an image ((2,) for ring8's points)."""
-    return tuple(self.images.shape[1:])
-
-
-def _resize(images: np.ndarray, size: int) -> np.ndarray:
-  """Bilinear resize of (N, H, W, C) float images with Pillow."""
-  from PIL import Image  # pylint: disable=g-import-not-at-top
-  if images.shape[1] == size and images.shape[2] == size:
-    return images
-  out = np.empty((images.shape[0], size, size, images.shape[3]), np.float32)
-  for i, image in enumerate(images):
-    for c in range(images.shape[3]):
-      out[i, :, :, c] = np.asarray(
-          Image.fromarray(image[:, :, c], mode='F').resize((size, size), Image.BILINEAR))
-  return out
-
-
-def _to_model_range(images: np.ndarray, size: int) -> np.ndarray:
-  """(N, H, W, C) float32 images in [0, 1], resized to `size` and scaled to [-1, 1].
-
-  In place where the resize returns its input: a split can be hundreds of MB as float32.
-  """
-  images = _resize(images, size)
-  np.clip(images, 0.0, 1.0, out=images)
-  images *= 2.0
-  images -= 1.0
-  return images
-
-
-def _load_digits(split: str, image_size: int, data_dir: str) -> ArrayDataset:
+def _load_digits(split: str, image_size: int, data_dir: str) -> arrays.ArrayDataset:
   del data_dir  # Shipped with scikit-learn.
   from sklearn.datasets import load_digits  # pylint: disable=g-import-not-at-top
   digits = load_digits()
@@ -97,54 +54,26 @@ def _load_digits(split: str, image_size: int, data_dir: str) -> ArrayDataset:
     images, labels = images[DIGITS_TRAIN_SIZE:], labels[DIGITS_TRAIN_SIZE:]
   elif split != 'all':
     raise UserError(f"digits has splits 'train', 'test' and 'all', not {split!r}.")
-  images = _to_model_range(images, image_size)
-  return ArrayDataset(images=images, labels=labels, num_classes=10)
+  images = arrays.to_model_range(images, image_size)
+  return arrays.ArrayDataset(images=images, labels=labels, num_classes=10)
 
 
-def _load_ring8(split: str, image_size: int, data_dir: str) -> ArrayDataset:
-  """The 2-d ring of 8 Gaussians (GAN mode-collapse benchmark), see gen_jax.toy_data."""
-  from gen_jax import toy_data  # pylint: disable=g-import-not-at-top
+def _load_ring8(split: str, image_size: int, data_dir: str) -> arrays.ArrayDataset:
+  """The 2-d ring of 8 Gaussians (GAN mode-collapse benchmark), see gen_jax.data.toy_data."""
+  from gen_jax.data import toy_data  # pylint: disable=g-import-not-at-top
   return toy_data.load_ring8(split, image_size, data_dir)
 
 
 # Datasets that ship with the code (no download). Other families register theirs here.
-EMBEDDED_DATASETS: dict[str, Callable[[str, int, str], ArrayDataset]] = {
+EMBEDDED_DATASETS: dict[str, Callable[[str, int, str], arrays.ArrayDataset]] = {
     'digits': _load_digits,
     'ring8': _load_ring8,  # (N, 2) points, not images
 }
 
 
-class TfdsNotPrepared(UserError):
-  """tfds knows the dataset but has no copy of it prepared (for this loader)."""
-
-
-TFDS_EXTRA_HINT = ('pip install -e ".[tfds]" adds it (tensorflow-cpu on Linux x86-64, '
-                   'tensorflow elsewhere)')
-
-
-def import_tensorflow(what: str):
-  """TensorFlow, which tfds needs to decode most datasets; one line naming the extra when
-  this install has none (the base install does not: it has no wheels for every platform).
-
-  Args:
-    what: what needs it, for the message.
-  Returns:
-    The tensorflow module.
-  """
-  try:
-    import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  except ImportError:
-    raise UserError(
-        f'{what} is decoded through TensorFlow, which this install does not have: '
-        f'{TFDS_EXTRA_HINT}; or prepare it as ArrayRecord (tfds build --file_format='
-        f'array_record) and read it with data.loader=\'grain\', which needs no TensorFlow.'
-    ) from None
-  return tf
-
-
-def _load_tfds(name: str, split: str, image_size: int, data_dir: str) -> ArrayDataset:
+def _load_tfds(name: str, split: str, image_size: int, data_dir: str) -> arrays.ArrayDataset:
   """Loads a prepared tfds image dataset fully into memory (never downloads)."""
-  tf = import_tensorflow(f'tfds dataset {name!r} with data.loader=\'memory\'')
+  tf = tfds_access.import_tensorflow(f'tfds dataset {name!r} with data.loader=\'memory\'')
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   tf.config.set_visible_devices([], 'GPU')  # Keep TensorFlow off the accelerators.
   data_dir = data_dir or None
@@ -159,7 +88,7 @@ def _load_tfds(name: str, split: str, image_size: int, data_dir: str) -> ArrayDa
   try:
     dataset = tfds.load(name, split=split, data_dir=data_dir, download=False)
   except AssertionError:  # tfds' way of saying that nothing is prepared there
-    raise TfdsNotPrepared(f"tfds dataset {name!r} is not prepared in "
+    raise tfds_access.TfdsNotPrepared(f"tfds dataset {name!r} is not prepared in "
                           f"{builder.data_dir_root}: {prepare_hint}") from None
   except ValueError as e:
     raise UserError(f"tfds dataset {name!r} cannot load split {split!r} ({e}).") from None
@@ -176,8 +105,8 @@ def _load_tfds(name: str, split: str, image_size: int, data_dir: str) -> ArrayDa
     images = images[..., None]
   label_feature = builder.info.features['label'] if has_label else None
   num_classes = int(getattr(label_feature, 'num_classes', 0) or 0)
-  images = _to_model_range(images.astype(np.float32) / 255.0, image_size)
-  return ArrayDataset(images=images, labels=labels, num_classes=num_classes)
+  images = arrays.to_model_range(images.astype(np.float32) / 255.0, image_size)
+  return arrays.ArrayDataset(images=images, labels=labels, num_classes=num_classes)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -198,7 +127,7 @@ IDX_DATASETS: dict[str, IdxSource] = {
 
 
 def _load_tfds_or_idx(name: str, split: str, image_size: int,
-                      data_dir: str) -> ArrayDataset:
+                      data_dir: str) -> arrays.ArrayDataset:
   """A dataset of IDX_DATASETS: tfds' prepared copy when there is one, else its IDX files.
 
   Whether tfds has it is asked of tfds.load itself (not of the files on disk), so that
@@ -208,7 +137,7 @@ def _load_tfds_or_idx(name: str, split: str, image_size: int,
   if has_tensorflow:
     try:
       return _load_tfds(name, split, image_size, data_dir)
-    except TfdsNotPrepared:
+    except tfds_access.TfdsNotPrepared:
       pass  # the IDX files, below
   # Without TensorFlow a prepared tfds copy cannot be decoded; the IDX files hold the same.
   source = IDX_DATASETS[name]
@@ -218,7 +147,7 @@ def _load_tfds_or_idx(name: str, split: str, image_size: int,
   paths = idx_files.find_split(split, [data_dir, source.system_dir])
   if paths is None:
     if not has_tensorflow and _tfds_is_prepared(name, data_dir):
-      import_tensorflow(f'tfds dataset {name!r} with data.loader=\'memory\'')  # raises
+      tfds_access.import_tensorflow(f'tfds dataset {name!r} with data.loader=\'memory\'')  # raises
     raise UserError(_no_idx_files_message(name, split, data_dir, source, has_tensorflow))
   images, labels = idx_files.read_split(*paths)  # (N, H, W) uint8, (N,) uint8
   if labels.size and labels.max() >= source.num_classes:
@@ -228,8 +157,8 @@ def _load_tfds_or_idx(name: str, split: str, image_size: int,
        f'({len(labels)} images).')
   images = images[..., None].astype(np.float32)  # (N, H, W, 1)
   images /= 255.0  # in place: the float32 training split is 188 MB at 28x28
-  images = _to_model_range(images, image_size)
-  return ArrayDataset(images=images, labels=labels.astype(np.int32),
+  images = arrays.to_model_range(images, image_size)
+  return arrays.ArrayDataset(images=images, labels=labels.astype(np.int32),
                       num_classes=source.num_classes)
 
 
@@ -251,13 +180,13 @@ def _no_idx_files_message(name: str, split: str, data_dir: str, source: IdxSourc
              f'run `tfds build {name} --data_dir=DIR` on a machine with network access and '
              f'pass --config.data.data_dir=DIR'
              + ('' if has_tensorflow else f' (tfds decodes it through TensorFlow: '
-                                          f'{TFDS_EXTRA_HINT})')]
+                                          f'{tfds_access.TFDS_EXTRA_HINT})')]
   return (f'{name} {split!r} is neither prepared for tfds (in '
           f'{data_dir or "~/tensorflow_datasets"}) nor in IDX files ({images}[.gz] and '
           f'{labels}[.gz]) in {where}: {", or ".join(routes)}.')
 
 
-def load_dataset(data_config, split: str) -> ArrayDataset:
+def load_dataset(data_config, split: str) -> arrays.ArrayDataset:
   """Loads `split` of `data_config.dataset` as arrays.
 
   Args:
@@ -270,9 +199,9 @@ def load_dataset(data_config, split: str) -> ArrayDataset:
   if data_config.image_size < 1:
     raise UserError(f'data.image_size must be positive, got {data_config.image_size}.')
   if name.startswith(FOLDER_PREFIX):
-    from gen_jax import input_pipeline  # pylint: disable=g-import-not-at-top
-    records = input_pipeline.folder_dataset(_folder_split(name, split), data_config)
-    dataset = input_pipeline.decode_all(records, data_config.get('on_bad_image', 'fail'))
+    from gen_jax.data import grain_records  # pylint: disable=g-import-not-at-top
+    records = grain_records.folder_dataset(_folder_split(name, split), data_config)
+    dataset = grain_records.decode_all(records, data_config.get('on_bad_image', 'fail'))
   elif name in EMBEDDED_DATASETS:
     dataset = EMBEDDED_DATASETS[name](split, data_config.image_size, data_config.data_dir)
   elif name in IDX_DATASETS:
@@ -284,11 +213,11 @@ def load_dataset(data_config, split: str) -> ArrayDataset:
   return dataset
 
 
-def load_held_out(data_config, max_examples: int = 0) -> ArrayDataset:
+def load_held_out(data_config, max_examples: int = 0) -> arrays.ArrayDataset:
   """The held-out split (`data.eval_split`), its first `max_examples` (0: all of it)."""
   held_out = load_dataset(data_config, data_config.eval_split)
   n = max_examples or len(held_out)
-  return ArrayDataset(held_out.images[:n], held_out.labels[:n], held_out.num_classes)
+  return arrays.ArrayDataset(held_out.images[:n], held_out.labels[:n], held_out.num_classes)
 
 
 def _folder_split(name: str, split: str) -> str:
@@ -334,8 +263,8 @@ def _split_size(data_config, split: str) -> tuple[int, int]:
   """(number of images, channels) of a split, without decoding it."""
   name = data_config.dataset
   if name.startswith(FOLDER_PREFIX):
-    from gen_jax import input_pipeline  # pylint: disable=g-import-not-at-top
-    paths, _, _ = input_pipeline.list_folder(_folder_split(name, split),
+    from gen_jax.data import grain_records  # pylint: disable=g-import-not-at-top
+    paths, _, _ = grain_records.list_folder(_folder_split(name, split),
                                              data_config.get('labels_from_subfolders', False))
     return len(paths), 3
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
@@ -355,7 +284,7 @@ def load_train_data(data_config):
   Returns:
     An ArrayDataset (memory; also the embedded datasets under grain, which are arrays
     already, and those of IDX_DATASETS without an ArrayRecord tfds copy), or a
-    gen_jax.input_pipeline.RecordDataset read by grain. Both have `image_shape`,
+    gen_jax.data.grain_records.RecordDataset read by grain. Both have `image_shape`,
     `num_classes` and `len()`.
   """
   split = data_config.train_split
@@ -367,16 +296,16 @@ def load_train_data(data_config):
       raise UserError("data.crop='random' needs data.loader='grain' (the memory loader "
                       "holds center crops).")
     return load_dataset(data_config, split)
-  from gen_jax import input_pipeline  # pylint: disable=g-import-not-at-top
+  from gen_jax.data import grain_records  # pylint: disable=g-import-not-at-top
   if data_config.image_size < 1:
     raise UserError(f'data.image_size must be positive, got {data_config.image_size}.')
   name = data_config.dataset
   if name.startswith(FOLDER_PREFIX):
-    dataset = input_pipeline.folder_dataset(_folder_split(name, split), data_config)
+    dataset = grain_records.folder_dataset(_folder_split(name, split), data_config)
   else:
     try:
-      dataset = input_pipeline.tfds_dataset(name, split, data_config)
-    except TfdsNotPrepared:
+      dataset = grain_records.tfds_dataset(name, split, data_config)
+    except tfds_access.TfdsNotPrepared:
       if name not in IDX_DATASETS:
         raise
       # No ArrayRecord copy: the arrays of the memory loader, read with grain as the
@@ -397,106 +326,19 @@ def train_source(dataset, config):
   """The training batch order of a run: its global batch, seed, flips, this process.
 
   A RecordDataset, or any dataset under data.loader='grain', is read with grain
-  (gen_jax.input_pipeline.GrainBatchSource); an ArrayDataset otherwise by BatchSource.
+  (gen_jax.data.grain_records.GrainBatchSource); an ArrayDataset otherwise by BatchSource
+  (gen_jax.data.arrays).
   Both give the same batches.
   """
   import jax  # pylint: disable=g-import-not-at-top
   d = config.data
   args = (dataset, config.training.batch_size, config.seed, jax.process_index(),
           jax.process_count(), d.random_flip)
-  if isinstance(dataset, ArrayDataset) and d.get('loader', 'memory') != 'grain':
-    return BatchSource(*args)
-  from gen_jax import input_pipeline  # pylint: disable=g-import-not-at-top
-  return input_pipeline.GrainBatchSource(*args, num_workers=d.get('num_workers', 0),
+  if isinstance(dataset, arrays.ArrayDataset) and d.get('loader', 'memory') != 'grain':
+    return arrays.BatchSource(*args)
+  from gen_jax.data import grain_records  # pylint: disable=g-import-not-at-top
+  return grain_records.GrainBatchSource(*args, num_workers=d.get('num_workers', 0),
                                          prefetch=d.get('prefetch_batches', 4),
                                          on_bad_image=d.get('on_bad_image', 'fail'))
 
 
-class EpochOrder:
-  """Epoch e of a dataset of n examples is the permutation drawn from (seed, e)."""
-
-  def __init__(self, num_examples: int, seed: int):
-    self.num_examples = num_examples
-    self.seed = seed
-    self._permutations: dict[int, np.ndarray] = {}
-
-  def permutation(self, epoch: int) -> np.ndarray:
-    if epoch not in self._permutations:
-      if len(self._permutations) > 4:
-        self._permutations.clear()
-      rng = np.random.default_rng([self.seed, epoch])
-      self._permutations[epoch] = rng.permutation(self.num_examples)
-    return self._permutations[epoch]
-
-
-def batch_indices(order: EpochOrder, step: int, global_batch_size: int, process_index: int,
-                  local_batch_size: int) -> np.ndarray:
-  """Dataset indices of one process's slice of the global batch of `step`."""
-  start = step * global_batch_size + process_index * local_batch_size
-  positions = np.arange(start, start + local_batch_size)  # stream positions
-  epochs, offsets = np.divmod(positions, order.num_examples)
-  return np.array([order.permutation(int(e))[o] for e, o in zip(epochs, offsets)])
-
-
-def batch_flips(seed: int, step: int, global_batch_size: int, process_index: int,
-                local_batch_size: int) -> np.ndarray:
-  """(B_local,) bool: which images of this slice of step's global batch are flipped."""
-  rng = np.random.default_rng([seed, step, 1])
-  flips = rng.random(global_batch_size) < 0.5  # decided globally, sliced below
-  return flips[process_index * local_batch_size:][:local_batch_size]
-
-
-class BatchSource:
-  """The deterministic global batch order, sliced to this process.
-
-  Args:
-    dataset: the split to read.
-    global_batch_size: the batch over all processes.
-    seed: the run's seed; epoch e is permuted by a generator seeded with (seed, e).
-    process_index, process_count: this process's place among all processes.
-    random_flip: flip images horizontally with probability 1/2 (decided per sample
-      from (seed, step)).
-  """
-
-  def __init__(self, dataset: ArrayDataset, global_batch_size: int, seed: int,
-               process_index: int = 0, process_count: int = 1, random_flip: bool = False):
-    if global_batch_size % process_count:
-      raise UserError(f'training.batch_size={global_batch_size} does not divide by the '
-                      f'{process_count} processes.')
-    self.dataset = dataset
-    self.global_batch_size = global_batch_size
-    self.local_batch_size = global_batch_size // process_count
-    self.seed = seed
-    self.process_index = process_index
-    self.process_count = process_count
-    self.random_flip = random_flip
-    self._order = EpochOrder(len(dataset), seed)
-
-  def with_seed(self, seed: int) -> 'BatchSource':
-    """The same source with another seed (vmapped trials' own batch orders)."""
-    return BatchSource(self.dataset, self.global_batch_size, seed, self.process_index,
-                       self.process_count, self.random_flip)
-
-  def indices(self, step: int) -> np.ndarray:
-    """Dataset indices of this process's slice of the global batch of `step`."""
-    return batch_indices(self._order, step, self.global_batch_size, self.process_index,
-                         self.local_batch_size)
-
-  def batch(self, step: int) -> dict[str, np.ndarray]:
-    """This process's slice of the global batch of `step`.
-
-    Returns:
-      {'image': (B_local, H, W, C) float32, 'label': (B_local,) int32,
-       'index': (B_local,) int32 position of each example in the global batch}.
-      Per-example random draws are keyed by 'index', so they do not depend on how
-      the batch is split over devices and processes.
-    """
-    idx = self.indices(step)
-    offset = self.process_index * self.local_batch_size
-    images = self.dataset.images[idx]
-    if self.random_flip:
-      flips = batch_flips(self.seed, step, self.global_batch_size, self.process_index,
-                          self.local_batch_size)
-      images = np.where(flips[:, None, None, None], images[:, :, ::-1], images)
-    return {'image': images, 'label': self.dataset.labels[idx],
-            'index': np.arange(offset, offset + self.local_batch_size, dtype=np.int32)}

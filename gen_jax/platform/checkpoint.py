@@ -11,7 +11,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-from gen_jax.errors import UserError
+from gen_jax.platform.errors import UserError
 
 
 def fingerprint(tree, *extra: str) -> str:

@@ -15,7 +15,7 @@ import zlib
 
 import numpy as np
 
-from gen_jax.errors import UserError
+from gen_jax.platform.errors import UserError
 
 IMAGES_MAGIC = 0x00000803  # uint8 data, 3 dimensions: (N, H, W)
 LABELS_MAGIC = 0x00000801  # uint8 data, 1 dimension: (N,)

@@ -7,13 +7,13 @@ so each trial is a plain run that resumes on its own:
   * local.py (`--backend=local`): subprocesses, `sweep.parallel` at a time;
   * skypilot.py (`--backend=skypilot`): one SkyPilot managed job per trial;
   * summary.py: W/sweep.md and W/sweep.json (local backend).
-Small models can also share one program: `sweep.vmap` (gen_jax/vmap_trials.py).
+Small models can also share one program: `sweep.vmap` (gen_jax/core/vmap_trials.py).
 """
 
 import os
 
-from gen_jax.errors import UserError
-from gen_jax.sweeps import spec
+from gen_jax.platform.errors import UserError
+from gen_jax.platform.sweeps import spec
 
 BACKENDS = ('local', 'skypilot')
 
@@ -48,9 +48,9 @@ def launch(config, config_file: str, base_overrides: dict, sweep_file: str, work
   workdir = os.path.abspath(workdir)
   flags = {trial.id: spec.trial_flags(base_overrides, trial) for trial in trials}
   if backend == 'skypilot':
-    from gen_jax.sweeps import skypilot  # pylint: disable=g-import-not-at-top
+    from gen_jax.platform.sweeps import skypilot  # pylint: disable=g-import-not-at-top
     return skypilot.launch_sweep(trials, flags, config, config_file,
                                  os.path.dirname(launch_script), workdir, dry_run)
-  from gen_jax.sweeps import local  # pylint: disable=g-import-not-at-top
+  from gen_jax.platform.sweeps import local  # pylint: disable=g-import-not-at-top
   return local.launch_sweep(trials, flags, config, config_file, launch_script, workdir,
                             dry_run)

@@ -1,6 +1,6 @@
 """The one train loop: steps, EMA, logging, checkpoints, samples, preemption.
 
-Every family plugs in through `gen_jax.family.Experiment`; the loop itself knows nothing
+Every family plugs in through `gen_jax.core.family.Experiment`; the loop itself knows nothing
 about diffusion, VAEs or GANs.
 """
 
@@ -12,15 +12,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gen_jax import checkpoint
-from gen_jax import metric_log
-from gen_jax import parallel
-from gen_jax import preemption
-from gen_jax import run_config
-from gen_jax import workdir_lock
-from gen_jax.errors import UserError
-from gen_jax.family import Experiment
-from gen_jax.train_state import TrainState
+from gen_jax.core import parallel
+from gen_jax.core.family import Experiment
+from gen_jax.core.train_state import TrainState
+from gen_jax.platform import checkpoint
+from gen_jax.platform import metric_log
+from gen_jax.platform import preemption
+from gen_jax.platform import run_config
+from gen_jax.platform import workdir_lock
+from gen_jax.platform.errors import UserError
 
 
 def abstract_state(experiment: Experiment, rng: jax.Array):
@@ -153,7 +153,7 @@ def format_duration(seconds: float) -> str:
 
 
 def lock_workdir(workdir: str):
-  """Process 0 locks WORKDIR (see gen_jax.workdir_lock); every process learns whether
+  """Process 0 locks WORKDIR (see gen_jax.platform.workdir_lock); every process learns whether
   it could. Returns the lock (None on other processes)."""
   lock, problem = None, None
   if jax.process_index() == 0:
@@ -180,7 +180,7 @@ def train(experiment: Experiment, workdir: str, evaluate=None) -> str:
 
   Returns:
     'done', or 'preempted' when SIGTERM or Ctrl-C arrived (a checkpoint of the current
-    step was saved first; see gen_jax.preemption).
+    step was saved first; see gen_jax.platform.preemption).
   Raises:
     UserError: bad input, another process on the workdir, a config that cannot resume
       this run, a failed checkpoint save, or a non-finite loss (the last finite state is

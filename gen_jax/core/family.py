@@ -1,7 +1,7 @@
 """The contract between the library and a family: the abstract `Experiment`.
 
 Every family (experiments/: diffusion, VAE, GAN, latent diffusion, classifier) subclasses
-`Experiment`; the train loop (gen_jax.trainer), vmapped trials (gen_jax.vmap_trials) and
+`Experiment`; the train loop (gen_jax.core.trainer), vmapped trials (gen_jax.core.vmap_trials) and
 the evaluation program (experiments/evaluation.py) use only what is declared here. The
 abstract methods are required: a family lacking one cannot be built
 (`experiments.build` says which, in one line). Everything else has the default written
@@ -13,7 +13,7 @@ its `hparams` argument, {dotted field: value}, built in one place (`hparams`, fr
 config); a plain run passes the config's Python numbers (constants of the compiled step,
 as before), a vmapped trial its own traced values. The step reads them there, never from
 the config, and builds nothing from them (the optimizers take the peak learning rate as
-an argument of `update`, `gen_jax.optim.make_optimizer`).
+an argument of `update`, `gen_jax.core.optim.make_optimizer`).
 """
 
 import abc
@@ -21,9 +21,9 @@ from typing import Any
 
 import jax
 
-from gen_jax import parallel
-from gen_jax.errors import UserError
-from gen_jax.train_state import TrainState
+from gen_jax.core import parallel
+from gen_jax.core.train_state import TrainState
+from gen_jax.platform.errors import UserError
 
 
 class Experiment(abc.ABC):
@@ -56,7 +56,7 @@ class Experiment(abc.ABC):
 
   @abc.abstractmethod
   def train_batches(self):
-    """A `gen_jax.data.BatchSource` (anything with `.batch(step)` -> host-local dict)."""
+    """A `gen_jax.data.arrays.BatchSource` (anything with `.batch(step)` -> host-local dict)."""
 
   @abc.abstractmethod
   def train_step(self, state: TrainState, batch: dict, rng: jax.Array, hparams: dict):
@@ -139,8 +139,8 @@ def contract_problem(cls) -> str:
   """What keeps `cls` from being built as a family ('' when nothing): not a subclass of
   `Experiment`, or the required hooks it does not implement."""
   if not (isinstance(cls, type) and issubclass(cls, Experiment)):
-    return 'it does not subclass gen_jax.family.Experiment'
+    return 'it does not subclass gen_jax.core.family.Experiment'
   missing = sorted(getattr(cls, '__abstractmethods__', ()))
   if missing:
-    return f'it lacks {", ".join(missing)} of gen_jax.family.Experiment'
+    return f'it lacks {", ".join(missing)} of gen_jax.core.family.Experiment'
   return ''

@@ -8,7 +8,7 @@ import json
 import math
 import os
 
-from gen_jax import metric_log
+from gen_jax.platform import metric_log
 
 SMOOTHING = 5  # logged losses averaged in the 'last 5 logs' column (one is noisy)
 

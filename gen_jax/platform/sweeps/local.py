@@ -15,9 +15,9 @@ import subprocess
 import sys
 import time
 
-from gen_jax.errors import UserError
-from gen_jax.sweeps import spec
-from gen_jax.sweeps import summary
+from gen_jax.platform.errors import UserError
+from gen_jax.platform.sweeps import spec
+from gen_jax.platform.sweeps import summary
 
 LOG_NAME = 'launch.log'
 _POLL_SECONDS = 0.5

@@ -16,7 +16,7 @@ import numbers
 import re
 import runpy
 
-from gen_jax.errors import UserError
+from gen_jax.platform.errors import UserError
 
 # `sweep.*` fields only the launcher reads: left out of the trials' commands.
 LAUNCHER_FIELDS = ('sweep.parallel', 'sweep.accelerators', 'sweep.num_nodes',

@@ -12,7 +12,7 @@ import json
 import os
 import time
 
-from gen_jax.errors import UserError
+from gen_jax.platform.errors import UserError
 
 CONFIG_NAME = 'config.json'
 HISTORY_NAME = 'config_history.jsonl'

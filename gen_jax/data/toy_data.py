@@ -9,8 +9,8 @@ a mode is *covered* when enough high-quality points fall on it.
 
 import numpy as np
 
-from gen_jax.data import ArrayDataset
-from gen_jax.errors import UserError
+from gen_jax.data.arrays import ArrayDataset
+from gen_jax.platform.errors import UserError
 
 RING_MODES = 8
 RING_RADIUS = 2.0

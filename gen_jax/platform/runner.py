@@ -13,11 +13,11 @@ from typing import Any, Callable
 
 import jax
 
-from gen_jax import checkpoint
-from gen_jax import compilation_cache
-from gen_jax import parallel
-from gen_jax import preemption
-from gen_jax.errors import UserError
+from gen_jax.platform import checkpoint
+from gen_jax.platform import compilation_cache
+from gen_jax.platform import devices
+from gen_jax.platform import preemption
+from gen_jax.platform.errors import UserError
 
 _SKYPILOT_COORDINATOR_PORT = 8476  # on the head node; the port JAX's own cluster detection uses
 
@@ -45,12 +45,12 @@ def setup_devices(config, coordinator_address: str = '', num_processes: int = 0,
   compilation cache."""
   divisor = math.gcd(config.training.batch_size, config.sampling.num_samples,
                      config.eval.batch_size)
-  parallel.configure_cpu_devices(
-      parallel.choose_cpu_device_count(divisor, config.parallel.cpu_devices))
+  devices.configure_cpu_devices(
+      devices.choose_cpu_device_count(divisor, config.parallel.cpu_devices))
   if not coordinator_address and skypilot_processes():
     coordinator_address, num_processes, process_id = skypilot_processes()
   p = config.parallel
-  parallel.initialize_distributed(
+  devices.initialize_distributed(
       coordinator_address, num_processes, process_id, p.get('peer_timeout_s', 30),
       p.get('init_timeout_s', 300), os.path.join(workdir, 'logs') if workdir else '')
   compilation_cache.configure(config.training.compilation_cache)
@@ -131,7 +131,7 @@ def run(config, workdir: str, mode: str, program: Callable[[Any, str, str], str]
   check_workdir(workdir, 'train' if scores_file else mode)
   if mode != 'train':
     return _run(config, workdir, mode, program, **distributed)
-  # SIGTERM / Ctrl-C from here on stop the run with a checkpoint (gen_jax.preemption),
+  # SIGTERM / Ctrl-C from here on stop the run with a checkpoint (gen_jax.platform.preemption),
   # also while it starts (data, compilation) and before its first step.
   with preemption.Signals():
     try:
@@ -144,7 +144,7 @@ def run(config, workdir: str, mode: str, program: Callable[[Any, str, str], str]
 def _run(config, workdir: str, mode: str, program, lost_peer_exit_code: int = 0,
          **distributed) -> str:
   """`run` (train mode under the stop-request handlers)."""
-  from gen_jax import peers  # pylint: disable=g-import-not-at-top
+  from gen_jax.platform import peers  # pylint: disable=g-import-not-at-top
   validate_training(config)
   setup_devices(config, workdir=os.path.abspath(workdir), **distributed)
   preemption.reinstall()  # jax.distributed.initialize took SIGTERM over

@@ -7,7 +7,7 @@ is SkyPilot's job restart plus the run's own resume from its latest checkpoint: 
 preempted trial saves a checkpoint on SIGTERM and exits EXIT_PREEMPTED, which the
 job's `recover_on_exit_codes` turns into a restart rather than a finished job. On
 several nodes (`sweep.num_nodes`, or a TPU pod slice's hosts) launch.py joins them with
-`jax.distributed.initialize` from SkyPilot's node environment (gen_jax.runner).
+`jax.distributed.initialize` from SkyPilot's node environment (gen_jax.platform.runner).
 
 Needs the `cloud` extra (`pip install -e ".[cloud]"`) and, before the first launch,
 `sky check` with cloud credentials. `--dry_run` only builds the tasks and prints them.
@@ -18,8 +18,8 @@ import os
 import re
 import shlex
 
-from gen_jax.errors import UserError
-from gen_jax.sweeps import spec
+from gen_jax.platform.errors import UserError
+from gen_jax.platform.sweeps import spec
 
 MOUNT = '/gen_jax_runs'  # where the bucket appears on every node
 EXIT_PREEMPTED = 75  # EX_TEMPFAIL: "try again", as a preempted trial must

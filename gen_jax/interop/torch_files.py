@@ -12,7 +12,7 @@ import zipfile
 import jax.numpy as jnp
 import numpy as np
 
-from gen_jax.errors import UserError
+from gen_jax.platform.errors import UserError
 
 # torch.<X>Storage -> numpy dtype; the storage types a state_dict of these dtypes pickles.
 _STORAGE_DTYPES = {

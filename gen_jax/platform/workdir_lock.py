@@ -13,7 +13,7 @@ import json
 import os
 import socket
 
-from gen_jax.errors import UserError
+from gen_jax.platform.errors import UserError
 
 LOCK_NAME = '.lock'
 
