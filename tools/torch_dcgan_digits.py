@@ -12,10 +12,10 @@ clock (the model built and the data loaded first), then writes `--num_samples` E
 samples as an .npz ('images', (N, 16, 16, 1) float32 in [-1, 1]) that
 `launch.py --mode=eval --config.eval.samples_file=FILE` scores.
 
-    taskset -c 1 /tmp/peer/venv/bin/python tools/torch_dcgan_digits.py --minutes 5 \
-        --out /tmp/torch_dcgan.npz
+    taskset -c 1 python tools/torch_dcgan_digits.py --minutes 5 --out torch_dcgan.npz
 
-Uses torch (the peer environment), never imported by gen_jax or its tests.
+Uses torch (the PyTorch environment of tools/README.md), never imported by gen_jax or its
+tests.
 """
 
 import argparse
