@@ -1,4 +1,4 @@
-"""The two networks and train steps of the diffusers peer benchmark (../shared/peers).
+"""The two networks and train steps of the diffusers peer benchmark (tools/diffusers_bench.py).
 
 `--config=configs/bench_peer.py:small` or `:cifar10`; used by experiments/benchmark.py.
   small:   28x28x1, channels (32, 64, 64), 2 res blocks, attention at 7x7 (+ middle),

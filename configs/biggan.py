@@ -7,13 +7,11 @@ on [shared embedding, z chunk] and cross-replica. D (36k): down-blocks 16 -> 8 -
 TTUR (2e-4 / 4e-4), orthogonal init and regularization, EMA 0.995 from step 200, standing
 statistics for samples.
 
-Sized for 5 minutes on one CPU core (2026-12-01, README "BigGAN"): widths 8 and batch 16 make
-a step ~25 ms, 12000 steps in 5 minutes, and at equal wall clock more steps beat wider
-players and bigger batches (g_ch = d_ch = 16 at batch 64: 1450 steps, FID 0.21-0.29; 8 at
-batch 16: ~12000 steps, FID 0.125-0.137 over 3 seeds, against configs/cgan.py's 0.140-0.210).
-The loss is the non-saturating one: hinge (the paper's, configs/biggan_cifar10.py) scored FID
-0.145 with the same budget (one seed), within cgan's spread but above all three
-non-saturating seeds.
+Sized for 5 minutes on one CPU core: widths 8 and batch 16 buy about 12000 steps in that
+time, and at equal wall clock more steps beat wider players and bigger batches. The loss is
+the non-saturating one (hinge, the paper's, is configs/biggan_cifar10.py's). Measured
+against configs/cgan.py, with the variants that led here:
+docs/results/2026-12-01-biggan-vs-cgan-three-seeds.md.
 """
 
 from configs import dcgan

@@ -4,7 +4,8 @@ attention at 64x64 in both players, shared embedding of 128, hierarchical z of 1
 chunks of 20, orthogonal init, BatchNorm eps 1e-5, Adam eps 1e-6); training as the paper
 (Section 3 and Appendix C: lr 5e-5 for G and 2e-4 for D, 2 D steps per G step,
 orthogonal regularization beta 1e-4, EMA 0.9999 from step 20000, cross-replica BatchNorm,
-standing statistics at sample time). Run it with the SkyPilot sweep in the README.
+standing statistics at sample time). Run it with sweeps/biggan_imagenet128.py on a TPU pod
+slice (docs/families/gan.md).
 """
 
 from configs import dcgan

@@ -1,7 +1,7 @@
 """Song et al. 2021 (DDIM), CIFAR-10: the DDPM CIFAR-10 model sampled with DDIM, eta = 0.
 
 Train with configs/ddpm_cifar10.py (DDIM changes only sampling), or import the paper's
-weights (google/ddpm-cifar10-32, README "Published checkpoints"; the DDIM paper sampled
+weights (google/ddpm-cifar10-32, docs/checkpoints.md; the DDIM paper sampled
 that same model), then evaluate the checkpoint at each step count, each in its own workdir
 (an evaluation writes WORKDIR/eval/<checkpoint step>.json; hard links cost no space):
 

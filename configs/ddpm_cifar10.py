@@ -1,9 +1,9 @@
 """Ho et al. 2020, CIFAR-10 (L_simple): the 35.7M-parameter U-Net on tfds cifar10.
 
 Paper: FID 3.17, IS 9.46, test NLL <= 3.75 bits/dim (Table 1, 800k steps, batch 128).
-The paper's own weights are google/ddpm-cifar10-32 on the Hugging Face hub; the README
-("Published checkpoints") imports them with experiments/import_diffusers.py and evaluates
-them with this config, unchanged.
+The paper's own weights are google/ddpm-cifar10-32 on the Hugging Face hub;
+docs/checkpoints.md imports them with `python -m experiments.import_diffusers` and
+evaluates them with this config, unchanged.
 """
 
 from configs import ddpm

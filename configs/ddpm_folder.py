@@ -7,8 +7,8 @@ Every image under the folder (subfolders included) is decoded, its shorter side 
 to 64 (antialiased bilinear), center-cropped and flipped at random, in
 `data.num_workers` grain worker processes. Class labels from the subfolder names:
 `--config.data.labels_from_subfolders=True --config.diffusion.class_conditional=True`.
-Sized for a GPU / TPU; on a CPU try it first with a small model (README, "Train on your
-own images").
+Sized for a GPU / TPU; on a CPU try it first with a small model (docs/data.md, "Train on
+your own images").
 """
 
 from configs import ddpm

@@ -1,9 +1,11 @@
 """A plain PyTorch MLP VAE on scikit-learn's 8x8 digits under a CPU wall-clock budget.
 
-    /tmp/peer/venv/bin/python tools/digits_mlp_vae.py --minutes 8 --threads 1 --out /tmp/vae/m8.npz
+    python tools/digits_mlp_vae.py --minutes 8 --threads 1 --out mlpvae/m8.npz
 
-The reference point for gen_jax's VAE default (issue 19), trained as
-../shared/peers/digits_anchor.py trains the diffusers anchor: the first 1200 of the 1797
+(in the PyTorch environment of tools/README.md)
+
+The reference point for gen_jax's VAE default, trained as
+tools/diffusers_digits_anchor.py trains the diffusers anchor: the first 1200 of the 1797
 digits, pixels 0..16 -> [0, 1], no augmentation, a fixed wall-clock budget counted from the
 first training step (batching, optimizer and logging count). The model is the textbook
 VAE (Kingma & Welling 2014): a 64-400-(20 + 20) Gaussian encoder (mean, log-variance), a
@@ -16,7 +18,7 @@ its 16x16 as it resizes the real digits), and prints one JSON line.
 Score the output with gen_jax's own evaluation:
 
     python launch.py --config=configs/vae.py --workdir=runs/mlp_vae --mode=eval \\
-        --config.eval.samples_file=/tmp/vae/m8.npz
+        --config.eval.samples_file=mlpvae/m8.npz
 """
 import argparse
 import json

@@ -1,9 +1,10 @@
 """Makes tests/data/diffusers/: tiny random-weight diffusers UNet2DModels and their outputs.
 
-    /tmp/peer/venv/bin/python tools/make_diffusers_fixtures.py [--full_cifar10]
+    GEN_JAX_PYTHON=PATH/TO/gen_jax/python python tools/make_diffusers_fixtures.py [--full_cifar10]
 
-Run with a Python that has torch and diffusers (../shared/peers/setup.sh's venv); the
-gen_jax side runs in a subprocess with GEN_JAX_PYTHON (default /work/venv/bin/python), so
+Run with a Python that has torch and diffusers (the PyTorch environment of
+tools/README.md); the gen_jax side runs in a subprocess with GEN_JAX_PYTHON (the Python of
+gen_jax's environment), so
 the tests that read these files never need torch. Writes, for two architectures:
 
   cifar_like/    a model folder (config.json, safetensors, scheduler_config.json): the

@@ -15,7 +15,10 @@ It records, from the tree it runs in:
   code's historical fallbacks (`config.x.get(field, default)`, listed in _FALLBACKS and
   checked against the source) gave for them.
 
-Run it once, on the tree whose behaviour is the reference; never on a tree under test.
+Run it once, on the tree whose behaviour is the reference; never on a tree under test. It
+was run on the commit that added it (the tree before the layered layout; its imports and
+_FALLBACKS name that tree's modules): `git worktree add /tmp/golden <that commit>` and run
+it there to remake the fixtures.
 """
 
 import glob

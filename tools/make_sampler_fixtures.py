@@ -1,6 +1,6 @@
 """Writes tests/data/samplers/: diffusers' schedulers run step by step on a fake network.
 
-    /tmp/peer/venv/bin/python tools/make_sampler_fixtures.py   (torch + diffusers; once)
+    python tools/make_sampler_fixtures.py   (torch + diffusers, tools/README.md; once)
 
 For each case (scheduler, eps / v / x0 prediction, model or Karras sigmas, linear betas with
 T = 1000 or a short T = 20), records the scheduler's sigmas and timesteps, the initial
