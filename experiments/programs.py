@@ -1,11 +1,8 @@
 """What `launch.py` runs: a mode ('train', 'sample' or 'eval') of the config's family.
 
-`run` hands `run_mode` to `gen_jax.platform.runner.run`, which sets up devices, processes and stop
-requests around it: the library receives the family and the evaluation program as
-arguments, and never imports this package.
+`run` runs `run_mode` inside `gen_jax.platform.runner.session`, which sets up devices,
+processes and stop requests around it; the library never imports this package.
 """
-
-import functools
 
 from gen_jax.core import parallel
 from gen_jax.core import trainer
@@ -16,7 +13,7 @@ from gen_jax.platform.errors import UserError
 
 def run(config, workdir: str, mode: str = 'train', config_file: str = '',
         **distributed) -> str:
-  """Runs `mode` of `config` in `workdir` (see `gen_jax.platform.runner.run`).
+  """Runs `mode` of `config` in `workdir` (inside `gen_jax.platform.runner.session`).
 
   Args:
     config: the run's config.
@@ -28,8 +25,9 @@ def run(config, workdir: str, mode: str = 'train', config_file: str = '',
   Returns:
     What happened ('done', 'preempted', the sample files or the manifest written).
   """
-  return runner.run(config, workdir, mode,
-                    functools.partial(run_mode, config_file=config_file), **distributed)
+  with runner.session(config, workdir, mode, **distributed) as run_session:
+    run_session.result = run_mode(config, run_session.workdir, mode, config_file)
+  return run_session.result
 
 
 def run_mode(config, workdir: str, mode: str, config_file: str = '') -> str:

@@ -1,10 +1,12 @@
 """Shared test helpers: run launch.py as a user would, with a tiny model."""
 
+import inspect
 import json
 import os
 import subprocess
 import sys
 import tempfile
+import types
 
 import jax
 import pytest
@@ -103,3 +105,45 @@ def assert_one_line_error(proc, *needles):
 @pytest.fixture
 def tiny_ddpm():
   return list(TINY_DDPM)
+
+
+# --- the two tiers -------------------------------------------------------------------------
+# A test that starts a process (launch.py, a command, a second JAX process) is end to end:
+# marked `e2e`, so `pytest -m "not e2e"` is the fast in-process tier. Found by reading the
+# code the test runs (its function, the fixtures it uses and the tests/ helpers they call),
+# so a new test is put in its tier without anyone marking it.
+_STARTS_A_PROCESS = frozenset({'run_launch', 'subprocess', 'Popen', 'executable'})
+
+
+def _code_names(function) -> set[str]:
+  names, stack = set(), [function.__code__]
+  while stack:
+    code = stack.pop()
+    names.update(code.co_names)
+    stack.extend(c for c in code.co_consts if isinstance(c, types.CodeType))
+  return names
+
+
+def starts_a_process(function, seen=None) -> bool:
+  """Whether `function`, or a tests/ function it calls, starts a process."""
+  seen = set() if seen is None else seen
+  function = inspect.unwrap(function)
+  if not inspect.isfunction(function) or function.__code__ in seen:
+    return False
+  seen.add(function.__code__)
+  names = _code_names(function)
+  if names & _STARTS_A_PROCESS:
+    return True
+  return any(starts_a_process(function.__globals__[name], seen) for name in names
+             if inspect.isfunction(function.__globals__.get(name))
+             and function.__globals__[name].__module__.startswith('tests'))
+
+
+def pytest_collection_modifyitems(config, items):
+  del config
+  for item in items:
+    functions = [getattr(item, 'function', None)]
+    for definitions in item._fixtureinfo.name2fixturedefs.values():  # pylint: disable=protected-access
+      functions += [definition.func for definition in definitions]
+    if any(f is not None and starts_a_process(f) for f in functions):
+      item.add_marker(pytest.mark.e2e)

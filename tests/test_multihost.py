@@ -175,10 +175,8 @@ def test_a_failed_save_lets_the_watchdog_name_a_dead_peer_first(tmp_path, monkey
   raised = (checkpoint.SaveFailed('saving checkpoint 4 failed: Gloo AllGather failed')
             if error == 'save' else UserError('model.ch must be >= 4'))
 
-  def program(config, workdir, mode):
-    raise raised
-
   with pytest.raises(UserError) as caught:
-    runner._run(ddpm.get_config(), str(tmp_path), 'train', program)  # pylint: disable=protected-access
+    with runner.session(ddpm.get_config(), str(tmp_path), 'train'):
+      raise raised
   assert caught.value is raised
   assert calls == (['verdict'] if waits else []) + [('stop', False)]

@@ -33,8 +33,10 @@ from typing import Callable
 import numpy as np
 
 from gen_jax.data import arrays
+from gen_jax.data import grain_records
 from gen_jax.data import idx_files
 from gen_jax.data import tfds_access
+from gen_jax.data import toy_data
 from gen_jax.platform.errors import UserError
 
 DIGITS_TRAIN_SIZE = 1500  # digits 'train' = images [0, 1500), 'test' = [1500, 1797).
@@ -60,7 +62,6 @@ def _load_digits(split: str, image_size: int, data_dir: str) -> arrays.ArrayData
 
 def _load_ring8(split: str, image_size: int, data_dir: str) -> arrays.ArrayDataset:
   """The 2-d ring of 8 Gaussians (GAN mode-collapse benchmark), see gen_jax.data.toy_data."""
-  from gen_jax.data import toy_data  # pylint: disable=g-import-not-at-top
   return toy_data.load_ring8(split, image_size, data_dir)
 
 
@@ -199,7 +200,6 @@ def load_dataset(data_config, split: str) -> arrays.ArrayDataset:
   if data_config.image_size < 1:
     raise UserError(f'data.image_size must be positive, got {data_config.image_size}.')
   if name.startswith(FOLDER_PREFIX):
-    from gen_jax.data import grain_records  # pylint: disable=g-import-not-at-top
     records = grain_records.folder_dataset(_folder_split(name, split), data_config)
     dataset = grain_records.decode_all(records, data_config.get('on_bad_image', 'fail'))
   elif name in EMBEDDED_DATASETS:
@@ -263,7 +263,6 @@ def _split_size(data_config, split: str) -> tuple[int, int]:
   """(number of images, channels) of a split, without decoding it."""
   name = data_config.dataset
   if name.startswith(FOLDER_PREFIX):
-    from gen_jax.data import grain_records  # pylint: disable=g-import-not-at-top
     paths, _, _ = grain_records.list_folder(_folder_split(name, split),
                                              data_config.get('labels_from_subfolders', False))
     return len(paths), 3
@@ -296,7 +295,6 @@ def load_train_data(data_config):
       raise UserError("data.crop='random' needs data.loader='grain' (the memory loader "
                       "holds center crops).")
     return load_dataset(data_config, split)
-  from gen_jax.data import grain_records  # pylint: disable=g-import-not-at-top
   if data_config.image_size < 1:
     raise UserError(f'data.image_size must be positive, got {data_config.image_size}.')
   name = data_config.dataset
@@ -336,7 +334,6 @@ def train_source(dataset, config):
           jax.process_count(), d.random_flip)
   if isinstance(dataset, arrays.ArrayDataset) and d.get('loader', 'memory') != 'grain':
     return arrays.BatchSource(*args)
-  from gen_jax.data import grain_records  # pylint: disable=g-import-not-at-top
   return grain_records.GrainBatchSource(*args, num_workers=d.get('num_workers', 0),
                                          prefetch=d.get('prefetch_batches', 4),
                                          on_bad_image=d.get('on_bad_image', 'fail'))

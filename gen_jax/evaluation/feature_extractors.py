@@ -22,6 +22,8 @@ import jax
 import numpy as np
 
 from gen_jax.core import parallel
+from gen_jax.evaluation import inception_weights
+from gen_jax.models import inception
 from gen_jax.platform import checkpoint
 from gen_jax.platform.errors import UserError
 
@@ -95,8 +97,6 @@ class InceptionExtractor:
   num_classes = 0  # ImageNet's classes are not the dataset's
 
   def __init__(self, weights_path: str, mesh, chunk: int = 64):
-    from gen_jax.evaluation import inception_weights  # pylint: disable=g-import-not-at-top
-    from gen_jax.models import inception  # pylint: disable=g-import-not-at-top
     if not weights_path:
       raise UserError(f"eval.feature_extractor='inception' needs eval.inception_weights: the "
                       f"path of pytorch-fid's weights file, from "

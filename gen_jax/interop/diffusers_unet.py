@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from gen_jax.interop import torch_files
 from gen_jax.platform.errors import UserError
 
 MODEL_CONFIG = 'config.json'
@@ -515,7 +516,6 @@ def read_weights(path: str) -> dict[str, np.ndarray]:
       return load_file(path)
     except Exception as e:  # safetensors raises its own error types  # pylint: disable=broad-except
       raise UserError(f'{path}: not a readable safetensors file ({e}).') from None
-  from gen_jax.interop import torch_files  # pylint: disable=g-import-not-at-top
   return torch_files.read_state_dict(path)
 
 

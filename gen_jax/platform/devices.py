@@ -5,6 +5,7 @@ import os
 
 import jax
 
+from gen_jax.platform import peers
 from gen_jax.platform.errors import UserError
 
 _DEVICE_COUNT_FLAG = '--xla_force_host_platform_device_count'
@@ -61,7 +62,6 @@ def initialize_distributed(coordinator_address: str = '', num_processes: int = 0
   `log_dir`, the C++ runtime's stderr (gloo, coordination service) goes to
   LOG_DIR/process_<i>.log rather than the screen.
   """
-  from gen_jax.platform import peers  # pylint: disable=g-import-not-at-top
   if coordinator_address:
     if num_processes < 1 or process_id < 0:
       raise UserError('--coordinator_address needs --num_processes and --process_id too.')

@@ -2,20 +2,23 @@
 blocks, device and process setup, stop requests (SIGTERM / Ctrl-C) and the dead-peer
 watchdog.
 
-The program itself (train, sample or eval of a family) is an argument: the library knows no
-family; `experiments.programs` passes it (launch.py -> experiments -> gen_jax).
+The program itself (train, sample or eval of a family) runs in the caller's block,
+`with session(...) as run:` (experiments.programs): the library knows no family and calls
+nothing back (launch.py -> experiments -> gen_jax).
 """
 
+import contextlib
+import dataclasses
 import math
 import os
 import tempfile
-from typing import Any, Callable
 
 import jax
 
 from gen_jax.platform import checkpoint
 from gen_jax.platform import compilation_cache
 from gen_jax.platform import devices
+from gen_jax.platform import peers
 from gen_jax.platform import preemption
 from gen_jax.platform.errors import UserError
 
@@ -110,52 +113,64 @@ def check_workdir(workdir: str, mode: str) -> None:
                     f'to, or change its permissions.') from None
 
 
-def run(config, workdir: str, mode: str, program: Callable[[Any, str, str], str],
-        **distributed) -> str:
-  """Runs `program(config, absolute workdir, mode)` once devices and processes are set up.
+@dataclasses.dataclass
+class Session:
+  """A run under way: its absolute workdir, and what its program returned ('preempted'
+  when a stop request came before the first step)."""
+  workdir: str
+  result: str = 'preempted'
+
+
+@contextlib.contextmanager
+def session(config, workdir: str, mode: str, lost_peer_exit_code: int = 0, **distributed):
+  """Everything around a run's program: `with runner.session(...) as run:` checks the
+  workdir and the shared blocks, sets up devices and processes, and (train mode) turns
+  SIGTERM / Ctrl-C into a checkpoint; the caller runs the program in the block and sets
+  `run.result`.
 
   Args:
     config: the run's config.
     workdir: the run's directory.
     mode: 'train', 'sample' or 'eval' (train runs under the stop-request handlers).
-    program: what the mode does (experiments.programs.run_mode with the family registry).
-    **distributed: coordinator_address, num_processes, process_id, and
-      lost_peer_exit_code (the exit code when a peer process dies; 0: 75).
-  Returns:
-    What happened ('done', 'preempted', the sample files or the manifest written).
+    lost_peer_exit_code: the exit code when a peer process dies (0: 75).
+    **distributed: coordinator_address, num_processes, process_id.
+  Yields:
+    The Session.
   """
   if not workdir:
     raise UserError('--workdir is empty; give a directory for the run.')
   # Scoring a sample file needs no checkpoint: its workdir is only where the manifest goes.
   scores_file = mode == 'eval' and config.eval.get('samples_file', '')
   check_workdir(workdir, 'train' if scores_file else mode)
+  run = Session(os.path.abspath(workdir))
   if mode != 'train':
-    return _run(config, workdir, mode, program, **distributed)
+    with _processes(config, run.workdir, lost_peer_exit_code, **distributed):
+      yield run
+    return
   # SIGTERM / Ctrl-C from here on stop the run with a checkpoint (gen_jax.platform.preemption),
   # also while it starts (data, compilation) and before its first step.
   with preemption.Signals():
     try:
-      return _run(config, workdir, mode, program, **distributed)
+      with _processes(config, run.workdir, lost_peer_exit_code, **distributed):
+        yield run
     except preemption.Interrupted as e:
       print(f'{e} before the first step: nothing new to save; exiting.', flush=True)
-      return 'preempted'
+      run.result = 'preempted'
 
 
-def _run(config, workdir: str, mode: str, program, lost_peer_exit_code: int = 0,
-         **distributed) -> str:
-  """`run` (train mode under the stop-request handlers)."""
-  from gen_jax.platform import peers  # pylint: disable=g-import-not-at-top
+@contextlib.contextmanager
+def _processes(config, workdir: str, lost_peer_exit_code: int = 0, **distributed):
+  """Devices and processes set up, and the dead-peer watchdog around the block."""
   validate_training(config)
-  setup_devices(config, workdir=os.path.abspath(workdir), **distributed)
+  setup_devices(config, workdir=workdir, **distributed)
   preemption.reinstall()  # jax.distributed.initialize took SIGTERM over
   watchdog = None
   if jax.process_count() > 1:
     peers.check_same_config(config.to_json_best_effort(sort_keys=True))
-    watchdog = peers.start_watchdog(
-        config.parallel.peer_timeout_s, lost_peer_exit_code,
-        lambda: peers.last_checkpoint_note(os.path.abspath(workdir)))
+    watchdog = peers.start_watchdog(config.parallel.peer_timeout_s, lost_peer_exit_code,
+                                    lambda: peers.last_checkpoint_note(workdir))
   try:
-    result = program(config, os.path.abspath(workdir), mode)
+    yield
   except checkpoint.SaveFailed:
     if watchdog is not None:  # a save's collective failed: most likely a peer died
       watchdog.wait_for_verdict()  # exits with the lost-peer line if so
@@ -171,4 +186,3 @@ def _run(config, workdir: str, mode: str, program, lost_peer_exit_code: int = 0,
     raise
   if watchdog is not None:
     watchdog.stop(done=True)
-  return result

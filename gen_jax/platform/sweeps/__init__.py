@@ -13,6 +13,8 @@ Small models can also share one program: `sweep.vmap` (gen_jax/core/vmap_trials.
 import os
 
 from gen_jax.platform.errors import UserError
+from gen_jax.platform.sweeps import local
+from gen_jax.platform.sweeps import skypilot
 from gen_jax.platform.sweeps import spec
 
 BACKENDS = ('local', 'skypilot')
@@ -48,9 +50,7 @@ def launch(config, config_file: str, base_overrides: dict, sweep_file: str, work
   workdir = os.path.abspath(workdir)
   flags = {trial.id: spec.trial_flags(base_overrides, trial) for trial in trials}
   if backend == 'skypilot':
-    from gen_jax.platform.sweeps import skypilot  # pylint: disable=g-import-not-at-top
     return skypilot.launch_sweep(trials, flags, config, config_file,
                                  os.path.dirname(launch_script), workdir, dry_run)
-  from gen_jax.platform.sweeps import local  # pylint: disable=g-import-not-at-top
   return local.launch_sweep(trials, flags, config, config_file, launch_script, workdir,
                             dry_run)
