@@ -89,8 +89,11 @@ def load_config_file(path: str):
     config = _config_flags.ConfigFileFlagParser(name='config', lock_config=False).parse(path)
     config.family  # pylint: disable=pointless-statement  # a failed load raises here
   except Exception as e:  # pylint: disable=broad-except  # loading a config file runs its code
-    raise UserError(config_file_error(e, path) or
-                    f'cannot load --config={path}: {" ".join(str(e).split())}') from None
+    text = str(e).strip()
+    if 'Error whilst parsing config file' in text:  # ml_collections' message holds a traceback
+      text = text.splitlines()[-1]
+    raise UserError(config_file_error(e, file) or
+                    f'cannot load --config={path}: {" ".join(text.split())}') from None
   return config
 
 
