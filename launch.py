@@ -2,8 +2,7 @@
 
 Parses flags, sets up devices and processes, and hands over to the config's family; with
 --sweep=FILE, to gen_jax.sweeps, which runs this same command once per trial.
-Mistakes a user can fix end as one line on stderr and exit code 2 (experiments/cli.py parses
-the flags, as for the commands of experiments/).
+Mistakes a user can fix end as one line on stderr and exit code 2.
 """
 
 import os
@@ -14,7 +13,7 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
-from experiments import cli
+from experiments import cli  # the flags' parsing, shared with the commands of experiments/
 from experiments import programs
 from gen_jax import host_memory
 from gen_jax.errors import UserError

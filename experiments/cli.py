@@ -27,7 +27,7 @@ _HELPFULL = ('--helpfull', '-helpfull')
 
 
 def _has_config_file_flag() -> bool:
-  """Whether this program's --config is a config file flag (launch.py, step_cost.py)."""
+  """Whether this program's --config is a config file flag (launch.py, experiments.step_cost)."""
   return 'config' in flags.FLAGS and _config_flags.is_config_flag(flags.FLAGS['config'])
 
 
