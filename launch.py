@@ -13,10 +13,10 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
+from experiments import cli  # the flags' parsing, shared with the commands of experiments/
 from experiments import programs
 from gen_jax.platform import host_memory
-from gen_jax.platform import run_config
-from gen_jax.platform.errors import UserError, config_file_error, config_path_from_argv
+from gen_jax.platform.errors import UserError
 
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Config file (configs/*.py).',
                                           lock_config=True)
@@ -43,27 +43,6 @@ _PREEMPTED_EXIT_CODE = flags.DEFINE_integer(
 flags.mark_flags_as_required(['config', 'workdir'])
 
 
-def parse_flags(argv):
-  """absl's parsing, with config mistakes (a file that does not load, unknown field, wrong
-  type) as one line."""
-  try:
-    return flags.FLAGS(argv)
-  except Exception as e:  # pylint: disable=broad-except  # loading a config file runs its code
-    file_error = config_file_error(e, config_path_from_argv(argv))
-    if file_error:
-      print(f'error: {file_error}', file=sys.stderr)
-      sys.exit(2)
-    if not isinstance(e, (flags.Error, AttributeError, KeyError, TypeError, ValueError)):
-      raise
-    message = ' '.join(str(e).replace('\\n', ' ').replace("\\'", "'").split()).strip('\'"')
-    if isinstance(e, (AttributeError, KeyError)):
-      message = 'unknown config field ' + message.replace("'", '')
-      message += run_config.renamed_in(' '.join(str(a) for a in argv))
-    print(f'error: bad flag or config override: {message} '
-          f'(see the config file, or --helpfull)', file=sys.stderr)
-    sys.exit(2)
-
-
 def main(argv):
   logging.set_verbosity(logging.WARNING)  # orbax logs every checkpoint step at INFO.
   if len(argv) > 1:
@@ -71,14 +50,7 @@ def main(argv):
           file=sys.stderr)
     sys.exit(2)
   try:
-    config = _CONFIG.value
-    config.family  # pylint: disable=pointless-statement  # a failed load raises here
-  except Exception as e:  # pylint: disable=broad-except  # loading a config file runs its code
-    message = (config_file_error(e, config_path_from_argv(sys.argv)) or
-               f'cannot load --config: {" ".join(str(e).split())}')
-    print(f'error: {message}', file=sys.stderr)
-    sys.exit(2)
-  try:
+    config = cli.loaded_config(_CONFIG)
     config_file = config_flags.get_config_filename(flags.FLAGS['config'])
     if _SWEEP.value:
       from gen_jax.platform import sweeps  # pylint: disable=g-import-not-at-top
@@ -109,4 +81,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main, flags_parser=parse_flags)
+  app.run(main, flags_parser=cli.parse_flags)

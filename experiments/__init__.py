@@ -55,17 +55,17 @@ def upgrade_config(recorded: dict) -> dict:
 
 
 def scoring_mesh(config, args):
-  """The shared start of the scoring commands (quality_curve.py, sampler_quality.py,
-  truncation.py), before anything touches a device.
+  """The shared start of the scoring commands (experiments.quality_curve,
+  experiments.sampler_quality, experiments.truncation), before anything touches a device.
 
-  Checks --num-samples / --batch-size, points `config.eval` at --classifier-workdir,
-  --cache-dir and the batch size, starts the devices (`runner.setup_devices`) and returns
-  the one-axis mesh the batch divides over.
+  Checks --num_samples / --batch_size (`args`: the flags' values), points `config.eval` at
+  --classifier_workdir, --cache_dir and the batch size, starts the devices
+  (`runner.setup_devices`) and returns the one-axis mesh the batch divides over.
   """
   from gen_jax.platform import runner  # pylint: disable=g-import-not-at-top
   if args.num_samples < 1 or args.batch_size < 1 or args.num_samples % args.batch_size:
-    raise UserError(f'--num-samples={args.num_samples} must be a positive multiple of '
-                    f'--batch-size={args.batch_size}.')
+    raise UserError(f'--num_samples={args.num_samples} must be a positive multiple of '
+                    f'--batch_size={args.batch_size}.')
   if args.classifier_workdir:
     config.eval.classifier_workdir = os.path.abspath(args.classifier_workdir)
   if args.cache_dir is not None:
@@ -74,7 +74,7 @@ def scoring_mesh(config, args):
   runner.setup_devices(config)
   from gen_jax.core import parallel  # pylint: disable=g-import-not-at-top  # after setup_devices
   mesh = parallel.make_mesh()
-  parallel.check_divisible(args.batch_size, '--batch-size', mesh)
+  parallel.check_divisible(args.batch_size, '--batch_size', mesh)
   return mesh
 
 

@@ -1,7 +1,7 @@
 """Benchmark: gen_jax's U-Net train step and DDIM sampler on the diffusers peer's work.
 
-    python experiments/benchmark.py [--quick] [--nets small,cifar10] [--out FILE]
-        [--small-batch N] [--cifar-batch N] [--dtype float32|bfloat16] [--no-tcmalloc]
+    python -m experiments.benchmark [--quick] [--nets=small,cifar10] [--out=FILE]
+        [--small_batch=N] [--cifar_batch=N] [--dtype=float32|bfloat16] [--no_tcmalloc]
 
 Same networks (configs/bench_peer.py), batches (64 and 16), random weights and data,
 fp32, and protocol as ../shared/peers/diffusers_bench.py: warm-up steps, then the median
@@ -11,10 +11,9 @@ reported separately. Prints one JSON object (also written to --out).
 On the CPU the batch is split over one device per core, and the process re-executes
 itself with tcmalloc preloaded where the system has it (gen_jax's defaults, as
 `launch.py` does); set XLA_FLAGS=--xla_force_host_platform_device_count=N to choose the
-split, and --no-tcmalloc to keep the system's malloc.
+split, and --no_tcmalloc to keep the system's malloc.
 """
 
-import argparse
 import json
 import os
 import platform
@@ -22,33 +21,37 @@ import statistics
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from absl import flags
 
-from configs import bench_peer  # pylint: disable=g-import-not-at-top,wrong-import-position
-from gen_jax.core import parallel  # pylint: disable=g-import-not-at-top,wrong-import-position
+from configs import bench_peer
+from experiments import cli
+from gen_jax.core import parallel
 from gen_jax.platform import devices
-from gen_jax.platform import host_memory  # pylint: disable=wrong-import-position
+from gen_jax.platform import host_memory
 
 
-def parse_args(argv=None):
-  p = argparse.ArgumentParser(description=__doc__,
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
-  p.add_argument('--quick', action='store_true',
-                 help='warm-up 1, 3 timed train steps, DDIM 10 steps (as the peer --quick)')
-  p.add_argument('--nets', default='small,cifar10', help='comma list of: small, cifar10')
-  p.add_argument('--warmup', type=int, default=None, help='warm-up train steps (2; quick 1)')
-  p.add_argument('--train-steps', type=int, default=None, help='timed steps (10; quick 3)')
-  p.add_argument('--ddim-steps', type=int, default=None, help='DDIM steps (50; quick 10)')
-  p.add_argument('--small-batch', type=int, default=None, help='small-net batch (64, the peer\'s)')
-  p.add_argument('--cifar-batch', type=int, default=None,
-                 help='cifar10-net batch (16, the peer\'s; e.g. 128 on a GPU)')
-  p.add_argument('--dtype', default='float32', choices=('float32', 'bfloat16'),
-                 help='U-Net computation dtype (model.dtype; bfloat16 = mixed precision)')
-  p.add_argument('--seed', type=int, default=0)
-  p.add_argument('--out', default=None, help='also write the JSON here')
-  p.add_argument('--no-tcmalloc', action='store_true',
-                 help="keep the system's malloc (the A/B of gen_jax/platform/host_memory.py)")
-  a = p.parse_args(argv)
+def define_flags():
+  flags.DEFINE_bool('quick', False,
+                    'Warm-up 1, 3 timed train steps, DDIM 10 steps (as the peer --quick).')
+  flags.DEFINE_string('nets', 'small,cifar10', 'Comma list of: small, cifar10.')
+  flags.DEFINE_integer('warmup', None, 'Warm-up train steps (2; quick 1).')
+  flags.DEFINE_integer('train_steps', None, 'Timed steps (10; quick 3).')
+  flags.DEFINE_integer('ddim_steps', None, 'DDIM steps (50; quick 10).')
+  flags.DEFINE_integer('small_batch', None, "Small-net batch (64, the peer's).")
+  flags.DEFINE_integer('cifar_batch', None,
+                       "cifar10-net batch (16, the peer's; e.g. 128 on a GPU).")
+  flags.DEFINE_enum('dtype', 'float32', ['float32', 'bfloat16'],
+                    'U-Net computation dtype (model.dtype; bfloat16 = mixed precision).')
+  flags.DEFINE_integer('seed', 0, 'Random seed.')
+  flags.DEFINE_string('out', None, 'Also write the JSON here.')
+  flags.DEFINE_bool('no_tcmalloc', False,
+                    "Keep the system's malloc (the A/B of gen_jax/platform/host_memory.py).")
+
+
+def args_from_flags():
+  """The flags' values (the JSON's `args`), the step counts' defaults filled in."""
+  a = cli.flag_values('quick', 'nets', 'warmup', 'train_steps', 'ddim_steps', 'small_batch',
+                      'cifar_batch', 'dtype', 'seed', 'out', 'no_tcmalloc')
   a.warmup = a.warmup if a.warmup is not None else (1 if a.quick else 2)
   a.train_steps = a.train_steps if a.train_steps is not None else (3 if a.quick else 10)
   a.ddim_steps = a.ddim_steps if a.ddim_steps is not None else (10 if a.quick else 50)
@@ -79,7 +82,7 @@ def _cpu_times():
 
 
 def batch_size_of(name: str, a) -> int:
-  """The batch of net `name`: the peer's, unless --small-batch / --cifar-batch say."""
+  """The batch of net `name`: the peer's, unless --small_batch / --cifar_batch say."""
   override = {'small': a.small_batch, 'cifar10': a.cifar_batch}.get(name)
   return override or bench_peer.get_config(name).training.batch_size
 
@@ -202,9 +205,10 @@ def bench_net(name: str, a, peak_gflop_s: float) -> dict:
   return result
 
 
-def main(argv=None):
-  a = parse_args(argv)
-  allocator = 'system malloc (--no-tcmalloc)' if a.no_tcmalloc else host_memory.use_tcmalloc()
+def main(argv):
+  del argv  # no positional arguments (cli.run checks)
+  a = args_from_flags()
+  allocator = 'system malloc (--no_tcmalloc)' if a.no_tcmalloc else host_memory.use_tcmalloc()
   if allocator == 'missing':
     print(host_memory.INSTALL_HINT, file=sys.stderr)
   nets = [n.strip() for n in a.nets.split(',') if n.strip()]
@@ -254,5 +258,10 @@ def main(argv=None):
       f.write(text + '\n')
 
 
+def run():
+  """The console script gen-jax-benchmark."""
+  cli.run(main, define_flags)
+
+
 if __name__ == '__main__':
-  main()
+  run()

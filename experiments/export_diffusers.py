@@ -1,6 +1,6 @@
 """Exports a gen_jax diffusion run as a diffusers `UNet2DModel` + `DDPMScheduler` folder.
 
-    python experiments/export_diffusers.py --workdir=RUN --out=DIR [--raw]
+    python -m experiments.export_diffusers --workdir=RUN --out=DIR [--raw]
 
 DIR gets config.json, diffusion_pytorch_model.safetensors (the EMA parameters of the
 latest checkpoint; --raw: the trained ones), scheduler_config.json and model_index.json,
@@ -9,23 +9,19 @@ so that both `diffusers.UNet2DModel.from_pretrained(DIR)` and
 express (class-conditional, pooling resamplers) is refused with one line, exit code 2.
 """
 
-import argparse
 import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-# pylint: disable=g-import-not-at-top,wrong-import-position
+from absl import flags
 import jax
 import numpy as np
 
 import experiments
+from experiments import cli
 from gen_jax.core import parallel
 from gen_jax.core import trainer
 from gen_jax.interop import diffusers_unet
 from gen_jax.platform import checkpoint
 from gen_jax.platform.errors import UserError
-# pylint: enable=g-import-not-at-top,wrong-import-position
 
 _OURS = {diffusers_unet.MODEL_CONFIG, diffusers_unet.SCHEDULER_CONFIG,
          diffusers_unet.PIPELINE_INDEX, diffusers_unet.WEIGHTS_SAFETENSORS}
@@ -63,21 +59,23 @@ def export_run(workdir: str, out: str, ema: bool = True) -> list[str]:
                 'gen_jax_params': 'ema' if ema else 'raw'})
 
 
-def main(argv=None) -> int:
-  parser = argparse.ArgumentParser(description=__doc__,
-                                   formatter_class=argparse.RawDescriptionHelpFormatter)
-  parser.add_argument('--workdir', required=True, help='the gen_jax diffusion run')
-  parser.add_argument('--out', required=True, help='the diffusers folder to write')
-  parser.add_argument('--raw', action='store_true', help='the trained, not the EMA, params')
-  args = parser.parse_args(argv)
-  try:
-    written = export_run(args.workdir, args.out, ema=not args.raw)
-  except UserError as e:
-    print(f'error: {e}', file=sys.stderr)
-    return 2
+def define_flags():
+  flags.DEFINE_string('workdir', None, 'The gen_jax diffusion run.', required=True)
+  flags.DEFINE_string('out', None, 'The diffusers folder to write.', required=True)
+  flags.DEFINE_bool('raw', False, 'The trained, not the EMA, params.')
+
+
+def main(argv):
+  del argv  # no positional arguments (cli.run checks)
+  args = cli.flag_values('workdir', 'out', 'raw')
+  written = export_run(args.workdir, args.out, ema=not args.raw)  # UserError: cli.run
   print(f'wrote {args.out}: ' + ', '.join(os.path.basename(p) for p in written))
-  return 0
+
+
+def run():
+  """The console script gen-jax-export-diffusers."""
+  cli.run(main, define_flags)
 
 
 if __name__ == '__main__':
-  sys.exit(main())
+  run()

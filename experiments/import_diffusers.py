@@ -1,6 +1,6 @@
 """Imports a diffusers `UNet2DModel` checkpoint as an ordinary gen_jax diffusion workdir.
 
-    python experiments/import_diffusers.py --source=DIR_OR_HUB_ID --workdir=RUN \
+    python -m experiments.import_diffusers --source=DIR_OR_HUB_ID --workdir=RUN \
         [--config=configs/ddpm_cifar10.py] [--revision=REV]
 
 --source is a local folder in either hub layout (a pipeline folder: model_index.json,
@@ -15,43 +15,25 @@ diffusers configs, and the launch.py overrides that rebuild this config from --c
 rows as imported. Exit code 2 and one line on stderr for anything that cannot be mapped.
 """
 
-import argparse
 import datetime
-import importlib.util
 import json
 import os
 import shlex
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-# pylint: disable=g-import-not-at-top,wrong-import-position
+from absl import flags
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from experiments import cli
 from gen_jax.core import parallel
 from gen_jax.core.train_state import TrainState
 from gen_jax.interop import diffusers_unet
 from gen_jax.platform import checkpoint
 from gen_jax.platform import run_config
 from gen_jax.platform.errors import UserError
-# pylint: enable=g-import-not-at-top,wrong-import-position
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 IMPORTED = 'imported.json'  # the record of where an imported run's weights came from
-
-
-def load_config_file(path: str):
-  """get_config() of a config file, 'configs/x.py' or 'configs/x.py:arg' as launch.py takes."""
-  path, _, arg = path.partition(':')
-  if not os.path.exists(path):
-    raise UserError(f'--config={path} does not exist.')
-  spec = importlib.util.spec_from_file_location('imported_config', path)
-  module = importlib.util.module_from_spec(spec)
-  sys.path.insert(0, REPO)  # config files import `configs.*`
-  spec.loader.exec_module(module)
-  return module.get_config(arg) if arg else module.get_config()
 
 
 def _get(config, dotted: str):
@@ -108,7 +90,7 @@ def import_checkpoint(source: str, workdir: str, config_file: str = 'configs/ddp
   fields = dict(spec.config_fields())
   fields.update(diffusers_unet.fields_from_scheduler_config(contents.scheduler_config))
 
-  config = load_config_file(config_file)
+  config = cli.load_config_file(config_file)
   if config.family != 'diffusion':
     raise UserError(f'--config={config_file} is a {config.family!r} config; give a diffusion '
                     f'one (e.g. configs/ddpm_cifar10.py).')
@@ -159,28 +141,32 @@ def import_checkpoint(source: str, workdir: str, config_file: str = 'configs/ddp
   return record
 
 
-def main(argv=None) -> int:
-  parser = argparse.ArgumentParser(description=__doc__,
-                                   formatter_class=argparse.RawDescriptionHelpFormatter)
-  parser.add_argument('--source', required=True, help='diffusers folder or hub id')
-  parser.add_argument('--workdir', required=True, help='the gen_jax run directory to write')
-  parser.add_argument('--config', default='configs/ddpm.py',
-                      help='diffusion config whose other fields the run takes')
-  parser.add_argument('--revision', default=None, help='hub revision (hub ids only)')
-  args = parser.parse_args(argv)
-  try:
-    record = import_checkpoint(args.source, args.workdir, args.config, args.revision)
-  except UserError as e:
-    print(f'error: {e}', file=sys.stderr)
-    return 2
+def define_flags():
+  flags.DEFINE_string('source', None, 'Diffusers folder or hub id.', required=True)
+  flags.DEFINE_string('workdir', None, 'The gen_jax run directory to write.', required=True)
+  flags.DEFINE_string('config', 'configs/ddpm.py',
+                      'Diffusion config file (a path, FILE or FILE:ARG as launch.py takes) '
+                      'whose other fields the run takes.')
+  flags.DEFINE_string('revision', None, 'Hub revision (hub ids only).')
+
+
+def main(argv):
+  del argv  # no positional arguments (cli.run checks)
+  args = cli.flag_values('source', 'workdir', 'config', 'revision')
+  record = import_checkpoint(args.source, args.workdir, args.config,
+                             args.revision)  # UserError: cli.run
   launch = ' '.join(shlex.quote(a) for a in [  # (8,) needs quotes in a shell
       'python', 'launch.py', f'--config={args.config}', f'--workdir={args.workdir}',
       *record['launch_overrides']])
   print(f'imported {args.source} ({record["layout"]} folder, '
         f'{record["num_parameters"]:,} parameters) into {args.workdir}\n'
         f'  sample: {launch} --mode=sample\n  eval:   {launch} --mode=eval')
-  return 0
+
+
+def run():
+  """The console script gen-jax-import-diffusers."""
+  cli.run(main, define_flags)
 
 
 if __name__ == '__main__':
-  sys.exit(main())
+  run()

@@ -1,7 +1,7 @@
 """Benchmark: images per second the grain input pipeline delivers to one host.
 
-    python experiments/input_benchmark.py [--workdir DIR] [--images 10000] [--batch 128]
-        [--batches 20] [--workers 0,1,2] [--sources folder,tfds] [--out FILE]
+    python -m experiments.input_benchmark [--workdir=DIR] [--images=10000] [--batch=128]
+        [--batches=20] [--workers=0,1,2] [--sources=folder,tfds] [--out=FILE]
 
 Generates (once, cached in --workdir) a folder of 10,000 64x64 JPEGs and the same images
 as a tfds ArrayRecord dataset, then reads each with gen_jax.data.grain_records.GrainBatchSource
@@ -14,36 +14,31 @@ cores a host needs = images/s the train step consumes x CPU seconds per image. P
 JSON object (also written to --out).
 """
 
-import argparse
 import json
 import os
 import platform
 import resource
-import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from absl import flags
+import numpy as np
 
-import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
-
-from gen_jax.data import grain_records  # pylint: disable=g-import-not-at-top,wrong-import-position
+from experiments import cli
+from gen_jax.data import grain_records
 
 SIZE = 64
 
 
-def parse_args(argv=None):
-  p = argparse.ArgumentParser(description=__doc__,
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
-  p.add_argument('--workdir', default='/tmp/gen_jax_input_benchmark',
-                 help='where the generated folder and tfds dataset are cached')
-  p.add_argument('--images', type=int, default=10_000, help='generated 64x64 JPEGs')
-  p.add_argument('--batch', type=int, default=128, help='global batch (one host)')
-  p.add_argument('--batches', type=int, default=20, help='timed batches after the first')
-  p.add_argument('--workers', default='0,1,2', help='comma list of data.num_workers')
-  p.add_argument('--prefetch', type=int, default=4, help='data.prefetch_batches')
-  p.add_argument('--sources', default='folder,tfds', help='comma list of: folder, tfds')
-  p.add_argument('--out', default=None, help='also write the JSON here')
-  return p.parse_args(argv)
+def define_flags():
+  flags.DEFINE_string('workdir', '/tmp/gen_jax_input_benchmark',
+                      'Where the generated folder and tfds dataset are cached.')
+  flags.DEFINE_integer('images', 10_000, 'Generated 64x64 JPEGs.')
+  flags.DEFINE_integer('batch', 128, 'Global batch (one host).')
+  flags.DEFINE_integer('batches', 20, 'Timed batches after the first.')
+  flags.DEFINE_string('workers', '0,1,2', 'Comma list of data.num_workers.')
+  flags.DEFINE_integer('prefetch', 4, 'data.prefetch_batches.')
+  flags.DEFINE_string('sources', 'folder,tfds', 'Comma list of: folder, tfds.')
+  flags.DEFINE_string('out', None, 'Also write the JSON here.')
 
 
 def generate_folder(root: str, count: int) -> str:
@@ -138,8 +133,10 @@ def measure(dataset, workers: int, args) -> dict:
           'cpu_ms_per_image': round(1000 * cpu / images, 3)}
 
 
-def main(argv=None):
-  args = parse_args(argv)
+def main(argv):
+  del argv  # no positional arguments (cli.run checks)
+  args = cli.flag_values('workdir', 'images', 'batch', 'batches', 'workers', 'prefetch',
+                         'sources', 'out')
   import ml_collections  # pylint: disable=g-import-not-at-top
   load_before = os.getloadavg()
   folder = generate_folder(os.path.join(args.workdir, 'jpegs'), args.images)
@@ -167,5 +164,10 @@ def main(argv=None):
       f.write(text + '\n')
 
 
+def run():
+  """The console script gen-jax-input-benchmark."""
+  cli.run(main, define_flags)
+
+
 if __name__ == '__main__':  # grain's worker processes are spawned: they import this file
-  main()
+  run()

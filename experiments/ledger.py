@@ -1,7 +1,7 @@
 """The reproducibility ledger: every evaluation under a runs directory, beside what the
 paper its config reproduces reported.
 
-    python experiments/ledger.py RUNS_DIR [--output=RUNS_DIR/ledger.md]
+    python -m experiments.ledger RUNS_DIR [--output=RUNS_DIR/ledger.md]
 
 Reads RUNS_DIR/**/eval/<step>.json (the manifests `--mode=eval` writes), prints one
 Markdown table (config, metric, paper value, our value, real-data floor, n, steps,
@@ -11,11 +11,14 @@ writes it to RUNS_DIR/ledger.md. A paper value appears where the config's
 holds for the evaluated config.
 """
 
-import argparse
 import glob
 import json
 import os
 import sys
+
+from absl import flags
+
+from experiments import cli
 
 # Metrics that get a row whenever a manifest has them (paper metrics always do).
 HEADLINE_METRICS = ('fid', 'kid', 'precision', 'recall', 'inception_score', 'classes_covered',
@@ -27,7 +30,7 @@ SAMPLE_METRICS = ('fid', 'kid', 'precision', 'recall', 'inception_score', 'class
                   'class_entropy', 'largest_class_fraction', 'class_accuracy')
 COLUMNS = ('config', 'metric', 'paper', 'ours', 'floor', 'n', 'steps', 'extractor', 'date',
            'weights')
-IMPORTED = 'imported.json'  # written into a run by experiments/import_diffusers.py
+IMPORTED = 'imported.json'  # written into a run by experiments.import_diffusers
 
 
 def weights_origin(run_dir: str) -> str:
@@ -143,24 +146,29 @@ def write_report(out: str, stem: str, result: dict, table: str, plot) -> None:
   plot(result, os.path.join(out, stem + '.png'))
 
 
-def main(argv=None) -> int:
-  parser = argparse.ArgumentParser(description=__doc__,
-                                   formatter_class=argparse.RawDescriptionHelpFormatter)
-  parser.add_argument('runs_dir', help='directory holding run workdirs')
-  parser.add_argument('--output', default='', help='Markdown file (default RUNS_DIR/ledger.md)')
-  args = parser.parse_args(argv)
+def define_flags():
+  flags.DEFINE_string('output', '', 'Markdown file (default RUNS_DIR/ledger.md).')
+
+
+def main(argv) -> int:
+  runs_dir = argv[1]  # the one positional argument (cli.run checks)
   try:
-    table = ledger_markdown(args.runs_dir)
+    table = ledger_markdown(runs_dir)
   except FileNotFoundError as e:
     print(f'error: {e}', file=sys.stderr)
     return 2
   print(table, end='')
-  output = args.output or os.path.join(args.runs_dir, 'ledger.md')
+  output = flags.FLAGS.output or os.path.join(runs_dir, 'ledger.md')
   with open(output, 'w') as f:
     f.write(table)
   print(f'wrote {output}')
   return 0
 
 
+def run():
+  """The console script gen-jax-ledger."""
+  cli.run(main, define_flags, arguments=('RUNS_DIR',))
+
+
 if __name__ == '__main__':
-  sys.exit(main())
+  run()

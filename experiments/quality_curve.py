@@ -1,7 +1,7 @@
 """Quality against wall clock: one run's checkpoints scored at the training time they took.
 
-    python experiments/quality_curve.py --workdir=runs/ddpm \\
-        [--classifier-workdir=runs/classifier_digits] [--num-samples=500] [--batch-size=100] \\
+    python -m experiments.quality_curve --workdir=runs/ddpm \\
+        [--classifier_workdir=runs/classifier_digits] [--num_samples=500] [--batch_size=100] \\
         [--steps=400,800,1200] [--external=LABEL:MINUTES:FILE.npz ...] [--out=DIR] \\
         [--label=NAME] [--merge=OTHER/quality_curve.json ...]
 
@@ -30,15 +30,13 @@ default quality_curve) (classifier FID, precision, recall and classes covered ag
 training minutes); OUT defaults to WORKDIR/quality_curve. Prints the table.
 """
 
-import argparse
 import json
 import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from absl import flags
 
-# pylint: disable=g-import-not-at-top,wrong-import-position
 import experiments
+from experiments import cli
 from experiments import ledger
 from gen_jax.platform.errors import UserError
 
@@ -46,25 +44,27 @@ _PANELS = (('fid', 'classifier FID'), ('precision', 'precision'), ('recall', 're
            ('classes_covered', 'classes covered'))
 
 
-def parse_args(argv=None):
-  p = argparse.ArgumentParser(description=__doc__,
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
-  p.add_argument('--workdir', required=True, help='a trained gen_jax run (any image family)')
-  p.add_argument('--classifier-workdir', default=None,
-                 help="the feature extractor's run (default: the run's eval.classifier_workdir)")
-  p.add_argument('--cache-dir', default=None, help='eval.cache_dir for the real features')
-  p.add_argument('--num-samples', type=int, default=500, help='samples per checkpoint')
-  p.add_argument('--batch-size', type=int, default=100, help='samples per generation call')
-  p.add_argument('--steps', default='', help='comma list of checkpoint steps (default: all kept)')
-  p.add_argument('--external', action='append', default=[],
-                 help='LABEL:MINUTES:FILE.npz, a sample file placed at MINUTES (repeatable)')
-  p.add_argument('--out', default=None, help='output folder (default WORKDIR/quality_curve)')
-  p.add_argument('--name', default='quality_curve',
-                 help='stem of the written files: OUT/NAME.{json,md,png}')
-  p.add_argument('--label', default=None, help="this run's points' label (default: its name)")
-  p.add_argument('--merge', action='append', default=[],
-                 help="another run's quality_curve.json whose points join the figure (repeatable)")
-  return p.parse_args(argv)
+_FLAGS = ('workdir', 'classifier_workdir', 'cache_dir', 'num_samples', 'batch_size', 'steps',
+          'external', 'out', 'name', 'label', 'merge')
+
+
+def define_flags():
+  flags.DEFINE_string('workdir', None, 'A trained gen_jax run (any image family).',
+                      required=True)
+  flags.DEFINE_string('classifier_workdir', None, "The feature extractor's run (default: the "
+                      "run's eval.classifier_workdir).")
+  flags.DEFINE_string('cache_dir', None, 'eval.cache_dir for the real features.')
+  flags.DEFINE_integer('num_samples', 500, 'Samples per checkpoint.')
+  flags.DEFINE_integer('batch_size', 100, 'Samples per generation call.')
+  flags.DEFINE_string('steps', '', 'Comma list of checkpoint steps (default: all kept).')
+  flags.DEFINE_multi_string('external', [], 'LABEL:MINUTES:FILE.npz, a sample file placed at '
+                            'MINUTES.')
+  flags.DEFINE_string('out', None, 'Output folder (default WORKDIR/quality_curve).')
+  flags.DEFINE_string('name', 'quality_curve',
+                      'Stem of the written files: OUT/NAME.{json,md,png}.')
+  flags.DEFINE_string('label', None, "This run's points' label (default: its name).")
+  flags.DEFINE_multi_string('merge', [], "Another run's quality_curve.json whose points join "
+                            'the figure.')
 
 
 def parse_external(spec: str) -> tuple[str, float, str]:
@@ -160,7 +160,7 @@ def merged_points(path: str, result: dict) -> list[dict]:
     points = other['points']
   except (OSError, ValueError, KeyError, TypeError) as e:
     raise UserError(f'--merge={path} is not a readable quality_curve.json ({type(e).__name__}: '
-                    f'{e}); give the file a quality_curve.py run wrote.') from None
+                    f'{e}); give the file experiments.quality_curve wrote.') from None
   for key in ('feature_extractor', 'reference'):
     # Where the extractor was loaded from does not matter: its fingerprint names its weights.
     if _without_source(other.get(key)) != _without_source(result[key]):
@@ -223,8 +223,8 @@ def write(result: dict, out: str, name: str = 'quality_curve') -> str:
   return table
 
 
-def main(argv=None) -> dict:
-  args = parse_args(argv)
+def curve(args) -> dict:
+  """The quality curve of the flags' run (`args`: their values), written to OUT."""
   workdir = os.path.abspath(args.workdir)
   externals = [parse_external(spec) for spec in args.external]
   for path in args.merge:
@@ -291,9 +291,15 @@ def main(argv=None) -> dict:
   return result
 
 
+def main(argv):
+  del argv  # no positional arguments (cli.run checks)
+  curve(cli.flag_values(*_FLAGS))  # UserError: cli.run
+
+
+def run():
+  """The console script gen-jax-quality-curve."""
+  cli.run(main, define_flags)
+
+
 if __name__ == '__main__':
-  try:
-    main()
-  except UserError as e:
-    print(f'error: {e}', file=sys.stderr)
-    sys.exit(2)
+  run()

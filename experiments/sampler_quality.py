@@ -1,12 +1,12 @@
 """Quality per network evaluation: one trained diffusion run sampled with several samplers.
 
-    python experiments/sampler_quality.py --workdir=runs/ddpm \\
-        [--classifier-workdir=runs/classifier_digits] [--num-samples=256] \\
+    python -m experiments.sampler_quality --workdir=runs/ddpm \\
+        [--classifier_workdir=runs/classifier_digits] [--num_samples=256] \\
         [--nfe=5,10,20,50] [--samplers=ddim,dpmpp_2m,heun:karras,euler:karras] \\
-        [--no-ddpm] [--out=DIR]
+        [--no_ddpm] [--out=DIR]
 
 For each sampler (NAME or NAME:karras for the Karras noise levels) and each target number
-of network evaluations (NFE; Heun's 2S-1 takes the nearest S), generates `--num-samples`
+of network evaluations (NFE; Heun's 2S-1 takes the nearest S), generates `--num_samples`
 images with the run's EMA parameters and its other sampling settings (clipping, guidance),
 and scores them exactly as `--mode=eval` does (experiments/evaluation.py: the same feature
 extractor, reference split, sample keys and metrics), beside DDPM with all T steps and the
@@ -18,37 +18,35 @@ OUT/sampler_quality.png (FID against NFE, one line per sampler); OUT defaults to
 WORKDIR/sampler_quality. Prints the table.
 """
 
-import argparse
 import os
-import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-# pylint: disable=g-import-not-at-top,wrong-import-position
+from absl import flags
 import ml_collections
 
 import experiments
+from experiments import cli
 from experiments import ledger
 from gen_jax.core import rng_streams
 from gen_jax.platform.errors import UserError
 
 
-def parse_args(argv=None):
-  p = argparse.ArgumentParser(description=__doc__,
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
-  p.add_argument('--workdir', required=True, help='a trained diffusion run')
-  p.add_argument('--classifier-workdir', default=None,
-                 help="the feature extractor's run (default: the run's eval.classifier_workdir)")
-  p.add_argument('--cache-dir', default=None, help='eval.cache_dir for the real features')
-  p.add_argument('--num-samples', type=int, default=256, help='samples per sampler setting')
-  p.add_argument('--batch-size', type=int, default=64, help='samples per generation call')
-  p.add_argument('--nfe', default='5,10,20,50', help='comma list of target NFEs')
-  p.add_argument('--samplers', default='ddim,dpmpp_2m,heun:karras,euler:karras',
-                 help='comma list of SAMPLER or SAMPLER:karras')
-  p.add_argument('--no-ddpm', action='store_true', help='skip the DDPM (all T steps) row')
-  p.add_argument('--out', default=None, help='output folder (default WORKDIR/sampler_quality)')
-  return p.parse_args(argv)
+_FLAGS = ('workdir', 'classifier_workdir', 'cache_dir', 'num_samples', 'batch_size', 'nfe',
+          'samplers', 'no_ddpm', 'out')
+
+
+def define_flags():
+  flags.DEFINE_string('workdir', None, 'A trained diffusion run.', required=True)
+  flags.DEFINE_string('classifier_workdir', None, "The feature extractor's run (default: the "
+                      "run's eval.classifier_workdir).")
+  flags.DEFINE_string('cache_dir', None, 'eval.cache_dir for the real features.')
+  flags.DEFINE_integer('num_samples', 256, 'Samples per sampler setting.')
+  flags.DEFINE_integer('batch_size', 64, 'Samples per generation call.')
+  flags.DEFINE_string('nfe', '5,10,20,50', 'Comma list of target NFEs.')
+  flags.DEFINE_string('samplers', 'ddim,dpmpp_2m,heun:karras,euler:karras',
+                      'Comma list of SAMPLER or SAMPLER:karras.')
+  flags.DEFINE_bool('no_ddpm', False, 'Skip the DDPM (all T steps) row.')
+  flags.DEFINE_string('out', None, 'Output folder (default WORKDIR/sampler_quality).')
 
 
 def steps_for(sampler: str, nfe: int) -> int:
@@ -176,8 +174,8 @@ def plot(result: dict, path: str) -> None:
   plt.close(fig)
 
 
-def main(argv=None) -> dict:
-  args = parse_args(argv)
+def score(args) -> dict:
+  """The sampler table of the flags' run (`args`: their values), written to OUT."""
   workdir = os.path.abspath(args.workdir)
   config = experiments.read_run_config(args.workdir, 'diffusion')
   rows = settings(args)
@@ -225,9 +223,15 @@ def write(result: dict, out: str) -> str:
   return table
 
 
+def main(argv):
+  del argv  # no positional arguments (cli.run checks)
+  score(cli.flag_values(*_FLAGS))  # UserError: cli.run
+
+
+def run():
+  """The console script gen-jax-sampler-quality."""
+  cli.run(main, define_flags)
+
+
 if __name__ == '__main__':
-  try:
-    main()
-  except UserError as e:
-    print(f'error: {e}', file=sys.stderr)
-    sys.exit(2)
+  run()

@@ -1,7 +1,7 @@
 """What one training step of a config costs, and what its full run would: compiled FLOPs
 (XLA's cost analysis) and measured time of the exact step the trainer runs.
 
-    python experiments/step_cost.py --config=configs/biggan_imagenet128.py \\
+    python -m experiments.step_cost --config=configs/biggan_imagenet128.py \\
         [--batch=N] [--steps=5] [--warmup=2] [--out=FILE] [--config.a.b=value ...]
 
 Builds the config's experiment, compiles `gen_jax.core.trainer.make_guarded_step` (the one
@@ -27,26 +27,24 @@ Data comes from the config's dataset; on a machine without it, override the data
 channel count and the class embedding's rows).
 """
 
-import os
+import json
 import statistics
-import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-# pylint: disable=g-import-not-at-top,wrong-import-position
-from absl import app
 from absl import flags
-from absl import logging
 from ml_collections import config_flags
 
-_CONFIG = config_flags.DEFINE_config_file('config', None, 'Config file (configs/*.py).',
-                                          lock_config=False)
-_BATCH = flags.DEFINE_integer('batch', 0, 'Global batch measured (0: training.batch_size).')
-_STEPS = flags.DEFINE_integer('steps', 5, 'Timed steps (their median is step_s).')
-_WARMUP = flags.DEFINE_integer('warmup', 2, 'Untimed steps after compilation.')
-_OUT = flags.DEFINE_string('out', None, 'Also write the JSON here.')
-flags.mark_flags_as_required(['config'])
+from experiments import cli
+
+
+def define_flags():
+  config_flags.DEFINE_config_file('config', None, 'Config file (configs/*.py).',
+                                  lock_config=False)
+  flags.DEFINE_integer('batch', 0, 'Global batch measured (0: training.batch_size).')
+  flags.DEFINE_integer('steps', 5, 'Timed steps (their median is step_s).')
+  flags.DEFINE_integer('warmup', 2, 'Untimed steps after compilation.')
+  flags.DEFINE_string('out', None, 'Also write the JSON here.')
+  flags.mark_flags_as_required(['config'])
 
 
 def flops_of(compiled) -> float:
@@ -113,25 +111,22 @@ def measure(config, batch: int, steps: int, warmup: int) -> dict:
 
 
 def main(argv):
-  import json
-  from gen_jax.platform.errors import UserError
-  if len(argv) > 1:
-    print(f'error: unexpected arguments {argv[1:]}', file=sys.stderr)
-    sys.exit(2)
-  logging.set_verbosity(logging.WARNING)
-  config = _CONFIG.value
-  try:
-    result = measure(config, _BATCH.value or config.training.batch_size, _STEPS.value,
-                     _WARMUP.value)
-  except UserError as e:
-    print(f'error: {e}', file=sys.stderr)
-    sys.exit(2)
+  del argv  # no positional arguments (cli.run checks)
+  args = cli.flag_values('batch', 'steps', 'warmup', 'out')
+  config = cli.loaded_config(flags.FLAGS['config'])
+  result = measure(config, args.batch or config.training.batch_size, args.steps,
+                   args.warmup)  # UserError: cli.run
   text = json.dumps(result, indent=1)
   print(text)
-  if _OUT.value:
-    with open(_OUT.value, 'w') as f:
+  if args.out:
+    with open(args.out, 'w') as f:
       f.write(text + '\n')
 
 
+def run():
+  """The console script gen-jax-step-cost."""
+  cli.run(main, define_flags)
+
+
 if __name__ == '__main__':
-  app.run(main)
+  run()

@@ -1,10 +1,10 @@
 """The truncation trade-off of one trained GAN run: sample grids and scores per threshold.
 
-    python experiments/truncation.py --workdir=runs/biggan [--truncations=0.5,1.0,2.0] \\
-        [--num-samples=1024] [--batch-size=256] [--classifier-workdir=DIR] [--out=DIR]
+    python -m experiments.truncation --workdir=runs/biggan [--truncations=0.5,1.0,2.0] \\
+        [--num_samples=1024] [--batch_size=256] [--classifier_workdir=DIR] [--out=DIR]
 
 For each threshold t (`gan.truncation`: every |z_i| > t redrawn; 0 means no truncation),
-generates `--num-samples` images from the run's latest checkpoint (EMA parameters, the run's
+generates `--num_samples` images from the run's latest checkpoint (EMA parameters, the run's
 `gan.sample_bn_stats`) and scores them exactly as `--mode=eval` does
 (experiments/evaluation.py: the same feature extractor, reference split, sample keys and
 balanced classes), beside the real-data floor. Smaller t trades variety (recall) for
@@ -15,33 +15,32 @@ class accuracy per threshold) and OUT/truncation.png (one sample grid per thresh
 FID and IS against the threshold); OUT defaults to WORKDIR/truncation. Prints the table.
 """
 
-import argparse
 import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from absl import flags
 
-# pylint: disable=g-import-not-at-top,wrong-import-position
 import experiments
+from experiments import cli
 from experiments import ledger
 from gen_jax.platform.errors import UserError
 
 GRID_SAMPLES = 100  # samples drawn in each threshold's grid (a row a class if conditional)
 
 
-def parse_args(argv=None):
-  p = argparse.ArgumentParser(description=__doc__,
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
-  p.add_argument('--workdir', required=True, help='a trained GAN run')
-  p.add_argument('--truncations', default='0.5,1.0,2.0',
-                 help='comma list of thresholds (0: no truncation)')
-  p.add_argument('--num-samples', type=int, default=1024, help='samples per threshold')
-  p.add_argument('--batch-size', type=int, default=256, help='samples per generation call')
-  p.add_argument('--classifier-workdir', default=None,
-                 help="the feature extractor's run (default: the run's eval.classifier_workdir)")
-  p.add_argument('--cache-dir', default=None, help='eval.cache_dir for the real features')
-  p.add_argument('--out', default=None, help='output folder (default WORKDIR/truncation)')
-  return p.parse_args(argv)
+_FLAGS = ('workdir', 'truncations', 'num_samples', 'batch_size', 'classifier_workdir',
+          'cache_dir', 'out')
+
+
+def define_flags():
+  flags.DEFINE_string('workdir', None, 'A trained GAN run.', required=True)
+  flags.DEFINE_string('truncations', '0.5,1.0,2.0',
+                      'Comma list of thresholds (0: no truncation).')
+  flags.DEFINE_integer('num_samples', 1024, 'Samples per threshold.')
+  flags.DEFINE_integer('batch_size', 256, 'Samples per generation call.')
+  flags.DEFINE_string('classifier_workdir', None, "The feature extractor's run (default: the "
+                      "run's eval.classifier_workdir).")
+  flags.DEFINE_string('cache_dir', None, 'eval.cache_dir for the real features.')
+  flags.DEFINE_string('out', None, 'Output folder (default WORKDIR/truncation).')
 
 
 def thresholds(spec: str) -> list[float]:
@@ -115,13 +114,13 @@ def plot(result: dict, path: str) -> None:
   plt.close(fig)
 
 
-def main(argv=None) -> dict:
-  args = parse_args(argv)
+def score(args) -> dict:
+  """The truncation table of the flags' run (`args`: their values), written to OUT."""
   workdir = os.path.abspath(args.workdir)
   config = experiments.read_run_config(args.workdir, 'gan')
   values = thresholds(args.truncations)
   if config.model.arch == 'mlp' or config.data.dataset == 'ring8':
-    raise UserError('experiments/truncation.py scores images; this run is the 2-d ring8 toy.')
+    raise UserError('experiments.truncation scores images; this run is the 2-d ring8 toy.')
   mesh = experiments.scoring_mesh(config, args)
   import numpy as np
   from experiments import evaluation
@@ -166,9 +165,15 @@ def main(argv=None) -> dict:
   return result
 
 
+def main(argv):
+  del argv  # no positional arguments (cli.run checks)
+  score(cli.flag_values(*_FLAGS))  # UserError: cli.run
+
+
+def run():
+  """The console script gen-jax-truncation."""
+  cli.run(main, define_flags)
+
+
 if __name__ == '__main__':
-  try:
-    main()
-  except UserError as e:
-    print(f'error: {e}', file=sys.stderr)
-    sys.exit(2)
+  run()

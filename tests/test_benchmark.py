@@ -35,13 +35,13 @@ def test_benchmark_command_prints_the_fields_the_readme_names(tmp_path):
   from tests.conftest import REPO, launch_env  # pylint: disable=g-import-not-at-top
   out = tmp_path / 'bench.json'
   proc = subprocess.run(
-      [sys.executable, f'{REPO}/experiments/benchmark.py', '--nets', 'small', '--warmup', '1',
-       '--train-steps', '1', '--ddim-steps', '2', '--small-batch', '8', '--out', str(out)],
+      [sys.executable, '-m', 'experiments.benchmark', '--nets=small', '--warmup=1',
+       '--train_steps=1', '--ddim_steps=2', '--small_batch=8', f'--out={out}'],
       cwd=REPO, env=launch_env(2), capture_output=True, text=True, timeout=600)
   assert proc.returncode == 0, proc.stderr[-3000:]
   result = json.loads(out.read_text())
   small = result['models']['small']
-  assert small['params'] == 1_623_169 and small['batch'] == 8  # --small-batch
+  assert small['params'] == 1_623_169 and small['batch'] == 8  # --small_batch
   for value in (small['train']['images_per_s'], small['train']['compile_s'],
                 small['sample']['ddim']['seconds_per_image_step'],
                 small['sample']['ddim']['compile_s']):

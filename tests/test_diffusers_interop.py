@@ -11,6 +11,7 @@ from the noise gen_jax's samplers draw; cifar_like_bin holds cifar_like's weight
 import json
 import os
 import shutil
+import subprocess
 import sys
 
 import jax
@@ -25,7 +26,7 @@ from gen_jax.diffusion import samplers
 from gen_jax.diffusion import schedules
 from gen_jax.interop import diffusers_unet
 from gen_jax.platform.errors import UserError
-from tests.conftest import REPO, run_launch
+from tests.conftest import REPO, assert_one_line_error, launch_env, run_launch
 
 DATA = os.path.join(REPO, 'tests', 'data', 'diffusers')
 MODELS = ('cifar_like', 'bedroom_like')  # with sampler fixtures tested here
@@ -227,14 +228,16 @@ def test_unmappable_scheduler_is_refused_with_one_line(change, named):
   assert named in str(info.value) and '\n' not in str(info.value)
 
 
-def test_import_command_refuses_in_one_line(tmp_path, capsys):
+def test_import_command_refuses_in_one_line(tmp_path):
   bad = tmp_path / 'bad'
   shutil.copytree(os.path.join(DATA, 'cifar_like'), bad)
   config = json.loads((bad / 'config.json').read_text())
   (bad / 'config.json').write_text(json.dumps(dict(config, act_fn='gelu')))
-  assert import_diffusers.main([f'--source={bad}', f'--workdir={tmp_path / "run"}']) == 2
-  err = capsys.readouterr().err.strip()
-  assert err.startswith('error: ') and "act_fn='gelu'" in err and '\n' not in err
+  proc = subprocess.run([sys.executable, '-m', 'experiments.import_diffusers', f'--source={bad}',
+                         f'--workdir={tmp_path / "run"}'], cwd=REPO, env=launch_env(1),
+                        capture_output=True, text=True, timeout=300)
+  assert proc.returncode == 2
+  assert_one_line_error(proc, "act_fn='gelu'")
   assert not os.path.exists(tmp_path / 'run' / 'checkpoints')  # nothing half-written
 
 

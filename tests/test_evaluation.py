@@ -263,7 +263,7 @@ def _digits_config(image_size=8):
 def test_real_test_digits_as_a_sample_file_score_the_floor(classifier_dir, tmp_path):
   """The held-out real digits, written as an external .npz, are the floor's own set: the
   same features, so the same FID, KID, precision and recall as the manifest's floor."""
-  from gen_jax.data import datasets  # pylint: disable=g-import-not-at-top
+  from gen_jax.data.datasets import datasets  # pylint: disable=g-import-not-at-top
   images = datasets.load_dataset(_digits_config().data, 'test').images  # (297, 8, 8, 1)
   path = str(tmp_path / 'test_digits.npz')
   np.savez(path, images=images)
@@ -297,9 +297,9 @@ def test_real_test_digits_as_a_sample_file_score_the_floor(classifier_dir, tmp_p
 def test_eval_image_size_resizes_samples_as_the_data():
   """eval.image_size: 8px digits resized by the evaluator are the dataset's own 16px
   digits (both Pillow bilinear from the 8x8 grid), and the extractor and reference see
-  16px data. Independent routes: gen_jax.data's loader at 16px vs the evaluator's resize."""
+  16px data. Independent routes: gen_jax.data.datasets's loader at 16px vs the evaluator's resize."""
   import types  # pylint: disable=g-import-not-at-top
-  from gen_jax.data import datasets  # pylint: disable=g-import-not-at-top
+  from gen_jax.data.datasets import datasets  # pylint: disable=g-import-not-at-top
   config = _digits_config(image_size=8)
   config.eval.image_size = 16
   evaluator = evaluation.Evaluator(types.SimpleNamespace(config=config))
@@ -354,7 +354,7 @@ def test_load_samples_layouts_and_bad_files(tmp_path):
     evaluation.load_samples(str(tmp_path / 'junk.npz'), 8, 1, 4)
 
 
-# --- quality against wall clock (experiments/quality_curve.py) ----------------------------
+# --- quality against wall clock (experiments.quality_curve) -------------------------------
 def test_training_minutes_from_log_windows():
   from experiments import quality_curve  # pylint: disable=g-import-not-at-top
   lines = [{'step': 1, 'train/steps_per_s': 0.5},  # 2 s (the first step, with compile)
@@ -389,16 +389,16 @@ def test_quality_curve_of_a_tiny_run(ddpm_dir, classifier_dir, tmp_path):
   the real test digits as an external point."""
   import subprocess  # pylint: disable=g-import-not-at-top
   import sys  # pylint: disable=g-import-not-at-top
-  from gen_jax.data import datasets  # pylint: disable=g-import-not-at-top
+  from gen_jax.data.datasets import datasets  # pylint: disable=g-import-not-at-top
   from tests.conftest import REPO, launch_env  # pylint: disable=g-import-not-at-top
   workdir, cache = ddpm_dir
   digits = str(tmp_path / 'test_digits.npz')
   np.savez(digits, samples=datasets.load_dataset(_digits_config().data, 'test').images[..., 0])
   out = str(tmp_path / 'curve')
   proc = subprocess.run(
-      [sys.executable, os.path.join(REPO, 'experiments', 'quality_curve.py'),
-       f'--workdir={workdir}', f'--classifier-workdir={classifier_dir}', f'--cache-dir={cache}',
-       '--num-samples=16', '--batch-size=16', f'--external=real:0.5:{digits}', f'--out={out}'],
+      [sys.executable, '-m', 'experiments.quality_curve',
+       f'--workdir={workdir}', f'--classifier_workdir={classifier_dir}', f'--cache_dir={cache}',
+       '--num_samples=16', '--batch_size=16', f'--external=real:0.5:{digits}', f'--out={out}'],
       cwd=REPO, env=launch_env(2), capture_output=True, text=True, timeout=300)
   assert proc.returncode == 0, proc.stdout + proc.stderr
   with open(os.path.join(out, 'quality_curve.json')) as f:
@@ -424,9 +424,9 @@ def test_quality_curve_of_a_tiny_run(ddpm_dir, classifier_dir, tmp_path):
   bad = tmp_path / 'other.json'
   bad.write_text(json.dumps(dict(result, reference={'split': 'test', 'n': 1})))
   merged = str(tmp_path / 'merged')
-  curve_cmd = [sys.executable, os.path.join(REPO, 'experiments', 'quality_curve.py'),
-               f'--workdir={workdir}', f'--classifier-workdir={classifier_dir}',
-               f'--cache-dir={cache}', '--num-samples=16', '--batch-size=16', '--label=again',
+  curve_cmd = [sys.executable, '-m', 'experiments.quality_curve',
+               f'--workdir={workdir}', f'--classifier_workdir={classifier_dir}',
+               f'--cache_dir={cache}', '--num_samples=16', '--batch_size=16', '--label=again',
                f'--merge={out}/quality_curve.json', f'--out={merged}']
   proc = subprocess.run(curve_cmd, cwd=REPO, env=launch_env(2), capture_output=True, text=True,
                         timeout=300)

@@ -1,4 +1,4 @@
-"""experiments/sampler_quality.py end to end on a tiny run: every row scored, NFE counted,
+"""experiments.sampler_quality end to end on a tiny run: every row scored, NFE counted,
 the JSON, markdown table and plot written; bad sampler lists are one-line errors."""
 
 import json
@@ -9,11 +9,9 @@ import sys
 from tests.conftest import REPO, TINY_DDPM, assert_one_line_error, launch_env, run_launch
 from tests.test_evaluation import TINY_CLASSIFIER
 
-SCRIPT = os.path.join(REPO, 'experiments', 'sampler_quality.py')
-
-
 def _quality(*args):
-  return subprocess.run([sys.executable, SCRIPT, *args], cwd=REPO, env=launch_env(2),
+  return subprocess.run([sys.executable, '-m', 'experiments.sampler_quality', *args], cwd=REPO,
+                        env=launch_env(2),
                         capture_output=True, text=True, timeout=900)
 
 
@@ -24,8 +22,8 @@ def test_quality_table_on_a_tiny_run(tmp_path):
   run_launch([*TINY_CLASSIFIER, f'--workdir={classifier}', '--config.training.num_steps=10',
               '--config.training.eval_every=10'], devices=2, timeout=900)
   out = str(tmp_path / 'out')
-  proc = _quality(f'--workdir={ddpm}', f'--classifier-workdir={classifier}',
-                  f'--cache-dir={tmp_path}/cache', '--num-samples=16', '--batch-size=8',
+  proc = _quality(f'--workdir={ddpm}', f'--classifier_workdir={classifier}',
+                  f'--cache_dir={tmp_path}/cache', '--num_samples=16', '--batch_size=8',
                   '--nfe=2,3', '--samplers=ddim,dpmpp_2m,heun:karras', f'--out={out}')
   assert proc.returncode == 0, proc.stdout + proc.stderr
   with open(os.path.join(out, 'sampler_quality.json')) as f:

@@ -1,4 +1,4 @@
-"""experiments/step_cost.py: the full 128x128 BigGAN trains on CPU, and its compiled step's
+"""experiments.step_cost: the full 128x128 BigGAN trains on CPU, and its compiled step's
 FLOPs agree with a hand count of its convolutions."""
 
 import json
@@ -15,7 +15,7 @@ from gen_jax.models import biggan
 
 from tests.conftest import REPO, assert_one_line_error, launch_env
 
-STEP_COST = os.path.join(REPO, 'experiments', 'step_cost.py')
+STEP_COST = ['-m', 'experiments.step_cost']
 
 
 def _conv_flops(c_in: int, c_out: int, side: int, k: int = 3) -> float:
@@ -78,7 +78,7 @@ def test_full_biggan_128_trains_two_steps_on_cpu_and_counts_its_flops(tmp_path):
   same networks up to the first and last layer's channels and the class embedding)."""
   out = tmp_path / 'cost.json'
   proc = subprocess.run(
-      [sys.executable, STEP_COST, '--config=' + os.path.join(REPO, 'configs',
+      [sys.executable, *STEP_COST, '--config=' + os.path.join(REPO, 'configs',
                                                              'biggan_imagenet128.py'),
        '--config.data.dataset=digits', '--batch=1', '--warmup=1', '--steps=1', f'--out={out}'],
       cwd=REPO, env=launch_env(1), capture_output=True, text=True, timeout=900)
@@ -107,6 +107,6 @@ def test_full_biggan_128_trains_two_steps_on_cpu_and_counts_its_flops(tmp_path):
 
 def test_batch_that_does_not_divide_over_devices_is_one_line():
   proc = subprocess.run(
-      [sys.executable, STEP_COST, '--config=' + os.path.join(REPO, 'configs', 'biggan.py'),
+      [sys.executable, *STEP_COST, '--config=' + os.path.join(REPO, 'configs', 'biggan.py'),
        '--batch=3'], cwd=REPO, env=launch_env(2), capture_output=True, text=True, timeout=300)
   assert_one_line_error(proc, '--batch')

@@ -1,4 +1,4 @@
-"""experiments/truncation.py on a tiny BigGAN: one row per threshold, each scored exactly as
+"""experiments.truncation on a tiny BigGAN: one row per threshold, each scored exactly as
 `--mode=eval --config.gan.truncation=t` scores it; the table, grids and figure written; a bad
 threshold list is a one-line error."""
 
@@ -13,11 +13,9 @@ from tests.conftest import REPO, assert_one_line_error, launch_env, run_launch
 from tests.test_biggan_e2e import TINY_BIGGAN
 from tests.test_evaluation import TINY_CLASSIFIER
 
-SCRIPT = os.path.join(REPO, 'experiments', 'truncation.py')
-
-
 def _truncation(*args):
-  return subprocess.run([sys.executable, SCRIPT, *args], cwd=REPO, env=launch_env(1),
+  return subprocess.run([sys.executable, '-m', 'experiments.truncation', *args], cwd=REPO,
+                        env=launch_env(1),
                         capture_output=True, text=True, timeout=900)
 
 
@@ -28,9 +26,9 @@ def test_truncation_table_matches_mode_eval(tmp_path):
   run_launch([*TINY_CLASSIFIER, f'--workdir={classifier}', '--config.training.num_steps=10',
               '--config.training.eval_every=10'])
   out = str(tmp_path / 'out')
-  proc = _truncation(f'--workdir={gan}', f'--classifier-workdir={classifier}',
-                     f'--cache-dir={cache}', '--truncations=0.5,2.0', '--num-samples=20',
-                     '--batch-size=10', f'--out={out}')
+  proc = _truncation(f'--workdir={gan}', f'--classifier_workdir={classifier}',
+                     f'--cache_dir={cache}', '--truncations=0.5,2.0', '--num_samples=20',
+                     '--batch_size=10', f'--out={out}')
   assert proc.returncode == 0, proc.stdout + proc.stderr
   with open(os.path.join(out, 'truncation.json')) as f:
     result = json.load(f)

@@ -31,8 +31,8 @@ cifar_like_bin/ holds cifar_like's weights as the google/ddpm-* checkpoints stor
 a torch.save'd diffusion_pytorch_model.bin with diffusers 0.0.x's attention names
 (query/key/value/proj_attn), read by gen_jax without torch.
 
-It then imports cifar_like with experiments/import_diffusers.py, exports it back with
-experiments/export_diffusers.py, loads the export with UNet2DModel.from_pretrained and
+It then imports cifar_like with experiments.import_diffusers, exports it back with
+experiments.export_diffusers, loads the export with UNet2DModel.from_pretrained and
 DDPMPipeline.from_pretrained, and writes what it saw to export_check.json.
 
 --full_cifar10 instead checks the full-size google/ddpm-cifar10-32 architecture (random
@@ -262,9 +262,10 @@ def check_export(unet, expected, tmp):
   import diffusers  # pylint: disable=g-import-not-at-top
   workdir, export = os.path.join(tmp, 'imported'), os.path.join(tmp, 'export')
   env = dict(os.environ, PYTHONPATH=REPO, JAX_PLATFORMS='cpu')
-  for command in (['experiments/import_diffusers.py', f'--source={OUT}/cifar_like',
+  for command in (['-m', 'experiments.import_diffusers', f'--source={OUT}/cifar_like',
                    f'--workdir={workdir}'],
-                  ['experiments/export_diffusers.py', f'--workdir={workdir}', f'--out={export}']):
+                  ['-m', 'experiments.export_diffusers', f'--workdir={workdir}',
+                   f'--out={export}']):
     subprocess.run([GEN_JAX_PYTHON, *command], check=True, env=env, cwd=REPO)
   loaded = diffusers.UNet2DModel.from_pretrained(export).eval()
   pipeline = diffusers.DDPMPipeline.from_pretrained(export)
@@ -307,7 +308,7 @@ def check_full_cifar10(tmp):
   np.savez(inputs, x=x, t=t)
   workdir = os.path.join(tmp, 'cifar10_run')
   env = dict(os.environ, PYTHONPATH=REPO, JAX_PLATFORMS='cpu')
-  subprocess.run([GEN_JAX_PYTHON, 'experiments/import_diffusers.py', f'--source={folder}',
+  subprocess.run([GEN_JAX_PYTHON, '-m', 'experiments.import_diffusers', f'--source={folder}',
                   f'--workdir={workdir}', '--config=configs/ddpm_cifar10.py'], check=True,
                  env=env, cwd=REPO)
   gen_jax('outputs', outputs, workdir, inputs)
