@@ -4,7 +4,7 @@
         [--small_batch=N] [--cifar_batch=N] [--dtype=float32|bfloat16] [--no_tcmalloc]
 
 Same networks (configs/bench_peer.py), batches (64 and 16), random weights and data,
-fp32, and protocol as ../shared/peers/diffusers_bench.py: warm-up steps, then the median
+fp32, and protocol as tools/diffusers_bench.py: warm-up steps, then the median
 of timed train steps; DDIM (50 steps, 10 with --quick) on the whole batch; compile time
 reported separately. Prints one JSON object (also written to --out).
 

@@ -18,7 +18,7 @@ Keep the checkpoints the curve needs: e.g. `--config.training.checkpoint_every=4
 `--external=LABEL:MINUTES:FILE.npz` (repeatable) scores a sample file the same way
 (`eval.samples_file`'s loader: 'samples' or 'images', [-1, 1] or uint8, resized as the
 data) and puts it on the plot at MINUTES, e.g. the diffusers anchor of
-../shared/peers/digits_anchor.py trained for that many minutes.
+tools/diffusers_digits_anchor.py trained for that many minutes.
 
 `--merge=FILE.json` (repeatable) adds the points of another run's quality_curve.json (e.g.
 a VAE's and a GAN's beside this DDPM's) to the same table and figure; they must have been

@@ -1,5 +1,5 @@
 """The full BigGAN 128x128 ImageNet run (configs/biggan_imagenet128.py) as one SkyPilot trial
-on a TPU pod slice; see the README's BigGAN section:
+on a TPU pod slice; see docs/families/gan.md:
 
     python launch.py --config=configs/biggan_imagenet128.py --sweep=sweeps/biggan_imagenet128.py \
         --workdir=runs/biggan128 --backend=skypilot --config.sweep.bucket=gs://MY_BUCKET/gen_jax \

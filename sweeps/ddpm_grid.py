@@ -3,7 +3,7 @@
     python launch.py --config=configs/ddpm.py --sweep=sweeps/ddpm_grid.py --workdir=runs/grid
 
 model.ch_mult changes the network's shapes, so this needs the launcher; the seeds alone
-could share one program instead (--config.sweep.vmap="{'seed': [0, 1]}", README, Sweeps).
+could share one program instead (--config.sweep.vmap="{'seed': [0, 1]}", docs/sweeps.md).
 """
 
 from gen_jax.platform.sweeps import spec

@@ -338,7 +338,7 @@ def test_configs_parameter_counts(config_module, num_classes, channels, closed_f
   d_vars = jax.eval_shape(lambda: d.init(jax.random.key(0), jnp.zeros((1, size, size, channels)), cw,
                                          update_stats=False))
   assert (_num_params(g_vars['params']), _num_params(d_vars['params'])) == closed_form
-  if config_module is biggan_config:  # the README's figures
+  if config_module is biggan_config:  # the figures of docs/results/
     assert closed_form == (60_034, 36_114)
   if num_classes == 1000:  # the paper's G is about 70M parameters
     assert _num_params(g_vars['params']) == pytest.approx(70e6, rel=0.01)
@@ -354,5 +354,5 @@ def test_biggan_configs_are_valid(config_module):
   m = config.model
   assert config.data.image_size == 4 * 2 ** len(m.g_ch_mults)
   assert config.optim.b1 == 0.0 and config.gan.conditional
-  # The paper's hinge loss; the digits config measured the non-saturating one better (README).
+  # The paper's hinge loss; the digits config measured the non-saturating one better (docs/results/).
   assert config.gan.loss == ('non_saturating' if config_module is biggan_config else 'hinge')

@@ -1,5 +1,5 @@
 """Every family's `validate(config)`: the shipped configs pass, nonsense model fields fail
-with one line naming the field (issue 13), before any data is loaded or anything compiles.
+with one line naming the field, before any data is loaded or anything compiles.
 
 In-process and fast; tests/test_errors.py runs the table's cases through launch.py.
 """

@@ -126,7 +126,7 @@ def test_non_finite_loss_stops_and_keeps_the_last_checkpoint(tmp_path, tiny_ddpm
   assert saved[0] == 2 and saved[-1] == kept and 2 <= kept < 6
 
 
-# --- the workdir (issue 13): refused before any computation --------------------------------
+# --- the workdir: refused before any computation --------------------------------
 def _can_write(directory) -> bool:
   try:
     fd, name = tempfile.mkstemp(dir=directory)

@@ -1,4 +1,4 @@
-"""When one host of a multi-host run dies or is preempted (issue 20): two CPU processes on
+"""When one host of a multi-host run dies or is preempted: two CPU processes on
 127.0.0.1, joined with jax.distributed and gloo collectives."""
 
 import os

@@ -101,7 +101,7 @@ def test_unknown_names_raise():
     schedules.target_for('score', None, None, None, None)
 
 
-# --- float64 construction (issue 13): every coefficient against its float64 closed form ---
+# --- float64 construction: every coefficient against its float64 closed form ---
 def _closed_forms(betas):
   """Each Schedule field from betas, element by element in Python floats (float64)."""
   abar, prev, out = 1.0, 1.0, {k: [] for k in (

@@ -95,7 +95,7 @@ def test_full_biggan_128_trains_two_steps_on_cpu_and_counts_its_flops(tmp_path):
   # the batch, the orthogonal regularization's Gram matrices and their gradient: at least
   # twice the Gram products (at batch 1 the two add up).
   g, d = _biggan128_forward_flops()
-  assert 25e9 < g < 26e9 and 12e9 < d < 14e9  # the README's per-image figures
+  assert 25e9 < g < 26e9 and 12e9 < d < 14e9  # docs/results' BigGAN step-cost figures
   gram = _biggan128_gram_flops()
   assert 190e9 < gram < 200e9
   lower = cost['batch'] * (5 * g + 15 * d) + 2 * gram

@@ -1,4 +1,4 @@
-"""What clusters do to runs (issue 13): two jobs on one workdir, damaged checkpoints,
+"""What clusters do to runs: two jobs on one workdir, damaged checkpoints,
 cut-off logs, changed configs, NaNs, Ctrl-C, SIGTERM at awkward moments, full disks."""
 
 import json

@@ -171,7 +171,7 @@ class VmappedTrials(family_lib.Experiment):
             f'sweep.vmap cannot vary {field}: the trials of one compiled program share '
             f'shapes, run length and code, and family {name!r} takes only '
             f'{", ".join(allowed) or "no fields"} per trial; sweep {field} with the '
-            f'launcher instead: launch.py --sweep=FILE (README, Sweeps).')
+            f'launcher instead: launch.py --sweep=FILE (docs/sweeps.md).')
       check, what = _value_check(field)
       bad = [v for v in values if not check(v)]
       if bad:

@@ -12,7 +12,7 @@ between two trained ones maps to a fractional timestep by interpolating log sigm
 fractional t. eps, x0 and v networks all work.
 
 Conventions (diffusers' schedulers, which the tests reproduce step for step from
-committed fixtures; where k-diffusion differs it is said here and in the README):
+committed fixtures; where k-diffusion differs it is said here and in docs/samplers.md):
   * the last noise level is 0, so every sampler returns its final x0 prediction;
   * 'model' sigmas: DPM-Solver++ visits the integer timesteps
     round(linspace(0, T-1, S+1))[::-1][:-1] (diffusers' DPMSolverMultistepScheduler);
