@@ -1,8 +1,9 @@
 """A plain PyTorch MLP VAE on scikit-learn's 8x8 digits under a CPU wall-clock budget.
 
-    python tools/digits_mlp_vae.py --minutes 8 --threads 1 --out mlpvae/m8.npz
+    python tools/digits_mlp_vae.py --minutes=8 --threads=1 --out=mlpvae/m8.npz
 
-(in the PyTorch environment of tools/README.md)
+(in the PyTorch environment of tools/README.md; torch is imported only when the script
+runs, so `--help` works without it)
 
 The reference point for gen_jax's VAE default, trained as
 tools/diffusers_digits_anchor.py trains the diffusers anchor: the first 1200 of the 1797
@@ -20,31 +21,30 @@ Score the output with gen_jax's own evaluation:
     python launch.py --config=configs/vae.py --workdir=runs/mlp_vae --mode=eval \\
         --config.eval.samples_file=mlpvae/m8.npz
 """
-import argparse
 import json
 import os
 import sys
 import time
 
+from absl import app
+from absl import flags
 
-def parse_args(argv=None):
-  p = argparse.ArgumentParser(description=__doc__,
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
-  p.add_argument('--minutes', type=float, default=3.0, help='training wall-clock budget')
-  p.add_argument('--out', default='digits_mlp_vae_samples.npz', help='samples .npz to write')
-  p.add_argument('--seed', type=int, default=0)
-  p.add_argument('--lr', type=float, default=1e-3)
-  p.add_argument('--hidden', type=int, default=400)
-  p.add_argument('--latent', type=int, default=20)
-  p.add_argument('--batch', type=int, default=128)
-  p.add_argument('--samples', type=int, default=500)
-  p.add_argument('--threads', type=int, default=1)
-  p.add_argument('--log-every', type=int, default=1000, help='progress line every N steps')
-  return p.parse_args(argv)
+flags.DEFINE_float('minutes', 3.0, 'Training wall-clock budget in minutes.')
+flags.DEFINE_string('out', 'digits_mlp_vae_samples.npz', 'The samples .npz to write.')
+flags.DEFINE_integer('seed', 0, 'torch seed (training; sampling uses seed + 1).')
+flags.DEFINE_float('lr', 1e-3, 'Adam learning rate.')
+flags.DEFINE_integer('hidden', 400, 'Hidden units of the encoder and the decoder.')
+flags.DEFINE_integer('latent', 20, 'Latent dimensions.')
+flags.DEFINE_integer('batch', 128, 'Training batch.')
+flags.DEFINE_integer('samples', 500, 'Prior samples to decode and write.')
+flags.DEFINE_integer('threads', 1, 'torch.set_num_threads.')
+flags.DEFINE_integer('log_every', 1000, 'Progress line to stderr every N steps (0: none).')
 
 
-def main(argv=None):
-  a = parse_args(argv)
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
+  a = flags.FLAGS
   import numpy as np
   import torch
   from sklearn.datasets import load_digits
@@ -122,4 +122,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-  main()
+  app.run(main)

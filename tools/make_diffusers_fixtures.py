@@ -37,17 +37,28 @@ DDPMPipeline.from_pretrained, and writes what it saw to export_check.json.
 
 --full_cifar10 instead checks the full-size google/ddpm-cifar10-32 architecture (random
 weights, 35.7M parameters, imported with configs/ddpm_cifar10.py; nothing is written to
-the repository but full_cifar10_check.json).
+the repository but full_cifar10_check.json). --only=NAME, --legacy_bin and --export_check
+remake one part. torch and diffusers are imported only when the script runs, so `--help`
+works without them.
 """
 
-import argparse
 import json
 import os
 import subprocess
 import sys
 import tempfile
 
+from absl import app
+from absl import flags
 import numpy as np
+
+flags.DEFINE_bool('full_cifar10', False, 'Only the full-size CIFAR-10 check.')
+flags.DEFINE_bool('legacy_bin', False,
+                  'Only cifar_like_bin/, from the cifar_like/ already there.')
+flags.DEFINE_string('only', '', 'Only this fixture of MODELS (cifar_like, bedroom_like, '
+                    'defaults_like).')
+flags.DEFINE_bool('export_check', False,
+                  'Only export_check.json, from the cifar_like/ already there.')
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OUT = os.path.join(REPO, 'tests', 'data', 'diffusers')
@@ -328,17 +339,10 @@ def check_full_cifar10(tmp):
   print('full cifar10 check:', json.dumps(result))
 
 
-def main():
-  parser = argparse.ArgumentParser(description=__doc__,
-                                   formatter_class=argparse.RawDescriptionHelpFormatter)
-  parser.add_argument('--full_cifar10', action='store_true',
-                      help='only the full-size CIFAR-10 check')
-  parser.add_argument('--legacy_bin', action='store_true',
-                      help='only cifar_like_bin/, from the cifar_like/ already there')
-  parser.add_argument('--only', default='', help='only this fixture of MODELS')
-  parser.add_argument('--export_check', action='store_true',
-                      help='only export_check.json, from the cifar_like/ already there')
-  args = parser.parse_args()
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
+  args = flags.FLAGS
   os.makedirs(OUT, exist_ok=True)
   with tempfile.TemporaryDirectory() as tmp:
     if args.export_check:
@@ -361,7 +365,7 @@ def main():
 
 
 if __name__ == '__main__':
-  if len(sys.argv) > 1 and sys.argv[1] == '--jax':
+  if len(sys.argv) > 1 and sys.argv[1] == '--jax':  # the gen_jax half: not absl flags
     jax_main(sys.argv[2:])
   else:
-    main()
+    app.run(main)

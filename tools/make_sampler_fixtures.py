@@ -9,18 +9,16 @@ noise, the noise each stochastic step drew, and the sample after every `step` ca
     network(x, t) = 0.5 x cos(t / T) + 0.1 sin(x)     (a closed form; any output type)
 
 so tests/test_sigma_samplers.py can run gen_jax's samplers on the same network and noise
-(without torch) and compare every step.
+(without torch) and compare every step. It takes no flags of its own (absl's, such as
+--help, only); torch and diffusers are imported only when it runs, so `--help` works
+without them.
 """
 
 import json
 import os
 
+from absl import app
 import numpy as np
-import torch
-from diffusers import DPMSolverMultistepScheduler
-from diffusers import EulerAncestralDiscreteScheduler
-from diffusers import EulerDiscreteScheduler
-from diffusers import HeunDiscreteScheduler
 
 OUT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'tests', 'data',
                    'samplers')
@@ -31,10 +29,15 @@ SCHEDULES = {'T1000': dict(num_train_timesteps=1000, beta_start=1e-4, beta_end=0
 
 
 def network(x, t, num_timesteps):
+  import torch  # pylint: disable=g-import-not-at-top
   return 0.5 * x * torch.cos(t.to(torch.float64) / num_timesteps).to(x.dtype) + 0.1 * torch.sin(x)
 
 
 def make_scheduler(case):
+  from diffusers import DPMSolverMultistepScheduler  # pylint: disable=g-import-not-at-top
+  from diffusers import EulerAncestralDiscreteScheduler  # pylint: disable=g-import-not-at-top
+  from diffusers import EulerDiscreteScheduler  # pylint: disable=g-import-not-at-top
+  from diffusers import HeunDiscreteScheduler  # pylint: disable=g-import-not-at-top
   common = dict(SCHEDULES[case['schedule']], beta_schedule='linear',
                 prediction_type=PREDICTION[case['prediction']])
   karras = case['sigma_schedule'] == 'karras'
@@ -56,6 +59,7 @@ def make_scheduler(case):
 
 
 def run(case, seed):
+  import torch  # pylint: disable=g-import-not-at-top
   sched = make_scheduler(case)
   sched.set_timesteps(case['num_steps'])
   num_timesteps = SCHEDULES[case['schedule']]['num_train_timesteps']
@@ -122,7 +126,9 @@ def cases():
   return out
 
 
-def main():
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
   os.makedirs(OUT, exist_ok=True)
   arrays = {}
   all_cases = cases()
@@ -138,4 +144,4 @@ def main():
 
 
 if __name__ == '__main__':
-  main()
+  app.run(main)

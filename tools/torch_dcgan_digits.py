@@ -12,19 +12,33 @@ clock (the model built and the data loaded first), then writes `--num_samples` E
 samples as an .npz ('images', (N, 16, 16, 1) float32 in [-1, 1]) that
 `launch.py --mode=eval --config.eval.samples_file=FILE` scores.
 
-    taskset -c 1 python tools/torch_dcgan_digits.py --minutes 5 --out torch_dcgan.npz
+    taskset -c 1 python tools/torch_dcgan_digits.py --minutes=5 --out=torch_dcgan.npz
 
 Uses torch (the PyTorch environment of tools/README.md), never imported by gen_jax or its
-tests.
+tests; torch is imported only when the script runs, so `--help` works without it.
 """
 
-import argparse
 import copy
 import time
 
+from absl import app
+from absl import flags
 import numpy as np
-import torch
-from torch import nn
+
+flags.DEFINE_float('minutes', 5.0, 'Training wall clock in minutes.')
+flags.DEFINE_string('out', None, 'The .npz of the EMA samples to write (required).')
+flags.DEFINE_integer('num_samples', 1024, 'EMA samples to write.')
+flags.DEFINE_integer('batch_size', 64, 'Training batch.')
+flags.DEFINE_integer('z_dim', 64, 'Latent dimensions.')
+flags.DEFINE_integer('g_ch', 64, "G's base channels.")
+flags.DEFINE_integer('d_ch', 32, "D's base channels.")
+flags.DEFINE_enum('d_norm', 'batch', ['batch', 'none'],
+                  "D's second conv: BatchNorm (the DCGAN paper) or none.")
+flags.DEFINE_float('lr', 2e-4, 'Adam learning rate of both players.')
+flags.DEFINE_float('ema', 0.999, "EMA decay of G's weights.")
+flags.DEFINE_integer('threads', 1, 'torch.set_num_threads.')
+flags.DEFINE_integer('seed', 0, 'torch seed.')
+flags.mark_flag_as_required('out')
 
 
 def load_digits_16() -> np.ndarray:
@@ -37,65 +51,62 @@ def load_digits_16() -> np.ndarray:
   return (np.clip(out, 0.0, 1.0) * 2.0 - 1.0)[:, None].astype(np.float32)
 
 
-class Generator(nn.Module):
-  """z (B, Z) -> (B, 1, 16, 16) in [-1, 1]."""
+def players():
+  """The DCGAN classes (Generator, Discriminator, dcgan_init), defined once torch is
+  imported (torch is imported only when the script runs, so `--help` works without it)."""
+  import torch  # pylint: disable=g-import-not-at-top
+  from torch import nn  # pylint: disable=g-import-not-at-top
 
-  def __init__(self, z_dim: int, ch: int):
-    super().__init__()
-    self.ch = ch
-    self.project = nn.Linear(z_dim, 4 * 4 * 2 * ch, bias=False)
-    self.bn0 = nn.BatchNorm2d(2 * ch, momentum=0.1)  # torch momentum 0.1 = flax 0.9
-    self.up = nn.ConvTranspose2d(2 * ch, ch, 4, 2, 1, bias=False)  # 4x4 -> 8x8
-    self.bn1 = nn.BatchNorm2d(ch, momentum=0.1)
-    self.to_image = nn.ConvTranspose2d(ch, 1, 4, 2, 1)  # 8x8 -> 16x16
+  class Generator(nn.Module):
+    """z (B, Z) -> (B, 1, 16, 16) in [-1, 1]."""
 
-  def forward(self, z):
-    h = self.project(z).view(z.shape[0], 2 * self.ch, 4, 4)
-    h = torch.relu(self.bn0(h))
-    h = torch.relu(self.bn1(self.up(h)))
-    return torch.tanh(self.to_image(h))
+    def __init__(self, z_dim: int, ch: int):
+      super().__init__()
+      self.ch = ch
+      self.project = nn.Linear(z_dim, 4 * 4 * 2 * ch, bias=False)
+      self.bn0 = nn.BatchNorm2d(2 * ch, momentum=0.1)  # torch momentum 0.1 = flax 0.9
+      self.up = nn.ConvTranspose2d(2 * ch, ch, 4, 2, 1, bias=False)  # 4x4 -> 8x8
+      self.bn1 = nn.BatchNorm2d(ch, momentum=0.1)
+      self.to_image = nn.ConvTranspose2d(ch, 1, 4, 2, 1)  # 8x8 -> 16x16
+
+    def forward(self, z):
+      h = self.project(z).view(z.shape[0], 2 * self.ch, 4, 4)
+      h = torch.relu(self.bn0(h))
+      h = torch.relu(self.bn1(self.up(h)))
+      return torch.tanh(self.to_image(h))
+
+  class Discriminator(nn.Module):
+    """x (B, 1, 16, 16) -> logits (B,)."""
+
+    def __init__(self, ch: int, batch_norm: bool):
+      super().__init__()
+      self.down0 = nn.Conv2d(1, ch, 4, 2, 1)
+      self.down1 = nn.Conv2d(ch, 2 * ch, 4, 2, 1)
+      self.norm = nn.BatchNorm2d(2 * ch) if batch_norm else nn.Identity()
+      self.logit = nn.Linear(4 * 4 * 2 * ch, 1)
+
+    def forward(self, x):
+      h = nn.functional.leaky_relu(self.down0(x), 0.2)
+      h = nn.functional.leaky_relu(self.norm(self.down1(h)), 0.2)
+      return self.logit(h.flatten(1))[:, 0]
+
+  def dcgan_init(module: nn.Module) -> None:
+    """N(0, 0.02) weights and zero biases for every linear and conv layer (Radford et al.)."""
+    if isinstance(module, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d)):
+      nn.init.normal_(module.weight, 0.0, 0.02)
+      if module.bias is not None:
+        nn.init.zeros_(module.bias)
+
+  return Generator, Discriminator, dcgan_init
 
 
-class Discriminator(nn.Module):
-  """x (B, 1, 16, 16) -> logits (B,)."""
-
-  def __init__(self, ch: int, batch_norm: bool):
-    super().__init__()
-    self.down0 = nn.Conv2d(1, ch, 4, 2, 1)
-    self.down1 = nn.Conv2d(ch, 2 * ch, 4, 2, 1)
-    self.norm = nn.BatchNorm2d(2 * ch) if batch_norm else nn.Identity()
-    self.logit = nn.Linear(4 * 4 * 2 * ch, 1)
-
-  def forward(self, x):
-    h = nn.functional.leaky_relu(self.down0(x), 0.2)
-    h = nn.functional.leaky_relu(self.norm(self.down1(h)), 0.2)
-    return self.logit(h.flatten(1))[:, 0]
-
-
-def dcgan_init(module: nn.Module) -> None:
-  """N(0, 0.02) weights and zero biases for every linear and conv layer (Radford et al.)."""
-  if isinstance(module, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d)):
-    nn.init.normal_(module.weight, 0.0, 0.02)
-    if module.bias is not None:
-      nn.init.zeros_(module.bias)
-
-
-def main():
-  parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-  parser.add_argument('--minutes', type=float, default=5.0, help='training wall clock')
-  parser.add_argument('--out', required=True, help='.npz of the EMA samples')
-  parser.add_argument('--num_samples', type=int, default=1024)
-  parser.add_argument('--batch_size', type=int, default=64)
-  parser.add_argument('--z_dim', type=int, default=64)
-  parser.add_argument('--g_ch', type=int, default=64)
-  parser.add_argument('--d_ch', type=int, default=32)
-  parser.add_argument('--d_norm', choices=('batch', 'none'), default='batch',
-                      help="D's second conv: BatchNorm (the DCGAN paper) or none")
-  parser.add_argument('--lr', type=float, default=2e-4)
-  parser.add_argument('--ema', type=float, default=0.999)
-  parser.add_argument('--threads', type=int, default=1)
-  parser.add_argument('--seed', type=int, default=0)
-  args = parser.parse_args()
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
+  import torch  # pylint: disable=g-import-not-at-top
+  from torch import nn  # pylint: disable=g-import-not-at-top
+  Generator, Discriminator, dcgan_init = players()  # pylint: disable=invalid-name
+  args = flags.FLAGS
 
   start = time.time()
   torch.set_num_threads(args.threads)
@@ -148,4 +159,4 @@ def main():
 
 
 if __name__ == '__main__':
-  main()
+  app.run(main)
