@@ -108,11 +108,12 @@ def tiny_ddpm():
 
 
 # --- the two tiers -------------------------------------------------------------------------
-# A test that starts a process (launch.py, a command, a second JAX process) is end to end:
-# marked `e2e`, so `pytest -m "not e2e"` is the fast in-process tier. Found by reading the
-# code the test runs (its function, the fixtures it uses and the tests/ helpers they call),
-# so a new test is put in its tier without anyone marking it.
-_STARTS_A_PROCESS = frozenset({'run_launch', 'subprocess', 'Popen', 'executable'})
+# A test that starts a process (launch.py, a command, a second JAX process) or runs a whole
+# program in-process (experiments.programs: data, training, checkpoints) is end to end:
+# marked `e2e`, so `pytest -m "not e2e"` is the fast tier of unit tests. Found by reading
+# the code the test runs (its function, the fixtures it uses and the tests/ helpers they
+# call), so a new test is put in its tier without anyone marking it.
+_END_TO_END = frozenset({'run_launch', 'subprocess', 'Popen', 'executable', 'programs'})
 
 
 def _code_names(function) -> set[str]:
@@ -124,17 +125,17 @@ def _code_names(function) -> set[str]:
   return names
 
 
-def starts_a_process(function, seen=None) -> bool:
-  """Whether `function`, or a tests/ function it calls, starts a process."""
+def runs_end_to_end(function, seen=None) -> bool:
+  """Whether `function`, or a tests/ function it calls, starts a process or runs a program."""
   seen = set() if seen is None else seen
   function = inspect.unwrap(function)
   if not inspect.isfunction(function) or function.__code__ in seen:
     return False
   seen.add(function.__code__)
   names = _code_names(function)
-  if names & _STARTS_A_PROCESS:
+  if names & _END_TO_END:
     return True
-  return any(starts_a_process(function.__globals__[name], seen) for name in names
+  return any(runs_end_to_end(function.__globals__[name], seen) for name in names
              if inspect.isfunction(function.__globals__.get(name))
              and function.__globals__[name].__module__.startswith('tests'))
 
@@ -145,5 +146,5 @@ def pytest_collection_modifyitems(config, items):
     functions = [getattr(item, 'function', None)]
     for definitions in item._fixtureinfo.name2fixturedefs.values():  # pylint: disable=protected-access
       functions += [definition.func for definition in definitions]
-    if any(f is not None and starts_a_process(f) for f in functions):
+    if any(f is not None and runs_end_to_end(f) for f in functions):
       item.add_marker(pytest.mark.e2e)

@@ -263,7 +263,7 @@ def _digits_config(image_size=8):
 def test_real_test_digits_as_a_sample_file_score_the_floor(classifier_dir, tmp_path):
   """The held-out real digits, written as an external .npz, are the floor's own set: the
   same features, so the same FID, KID, precision and recall as the manifest's floor."""
-  from gen_jax.data.datasets import datasets  # pylint: disable=g-import-not-at-top
+  from gen_jax.data import datasets  # pylint: disable=g-import-not-at-top
   images = datasets.load_dataset(_digits_config().data, 'test').images  # (297, 8, 8, 1)
   path = str(tmp_path / 'test_digits.npz')
   np.savez(path, images=images)
@@ -299,7 +299,7 @@ def test_eval_image_size_resizes_samples_as_the_data():
   digits (both Pillow bilinear from the 8x8 grid), and the extractor and reference see
   16px data. Independent routes: gen_jax.data.datasets's loader at 16px vs the evaluator's resize."""
   import types  # pylint: disable=g-import-not-at-top
-  from gen_jax.data.datasets import datasets  # pylint: disable=g-import-not-at-top
+  from gen_jax.data import datasets  # pylint: disable=g-import-not-at-top
   config = _digits_config(image_size=8)
   config.eval.image_size = 16
   evaluator = evaluation.Evaluator(types.SimpleNamespace(config=config))
@@ -389,7 +389,7 @@ def test_quality_curve_of_a_tiny_run(ddpm_dir, classifier_dir, tmp_path):
   the real test digits as an external point."""
   import subprocess  # pylint: disable=g-import-not-at-top
   import sys  # pylint: disable=g-import-not-at-top
-  from gen_jax.data.datasets import datasets  # pylint: disable=g-import-not-at-top
+  from gen_jax.data import datasets  # pylint: disable=g-import-not-at-top
   from tests.conftest import REPO, launch_env  # pylint: disable=g-import-not-at-top
   workdir, cache = ddpm_dir
   digits = str(tmp_path / 'test_digits.npz')

@@ -7,7 +7,7 @@ LeakyReLU -> Linear 1), N(0, 0.02) weights, the non-saturating BCE loss, Adam(2e
 beta1 0.5) for both, batch 64, an EMA of G's weights (decay 0.999) that samples with the
 live G's running BatchNorm statistics in eval mode. Data: the first 1500 of
 scikit-learn's digits, /16, resized bilinearly (Pillow) to 16x16, clipped to [0, 1] and
-mapped to [-1, 1], exactly as gen_jax.data.datasets.datasets prepares them. Trains for `--minutes` of wall
+mapped to [-1, 1], exactly as gen_jax.data.datasets prepares them. Trains for `--minutes` of wall
 clock (the model built and the data loaded first), then writes `--num_samples` EMA
 samples as an .npz ('images', (N, 16, 16, 1) float32 in [-1, 1]) that
 `launch.py --mode=eval --config.eval.samples_file=FILE` scores.
@@ -42,7 +42,7 @@ flags.mark_flag_as_required('out')
 
 
 def load_digits_16() -> np.ndarray:
-  """The first 1500 digits as gen_jax.data.datasets.datasets prepares them at 16x16: (1500, 1, 16, 16)."""
+  """The first 1500 digits as gen_jax.data.datasets prepares them at 16x16: (1500, 1, 16, 16)."""
   from PIL import Image  # pylint: disable=g-import-not-at-top
   from sklearn.datasets import load_digits  # pylint: disable=g-import-not-at-top
   images = load_digits().images.astype(np.float32)[:1500] / 16.0  # (1500, 8, 8)
