@@ -13,6 +13,7 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
+import experiments
 from experiments import programs
 from gen_jax.platform import host_memory
 from gen_jax.platform import run_config
@@ -58,7 +59,8 @@ def parse_flags(argv):
     message = ' '.join(str(e).replace('\\n', ' ').replace("\\'", "'").split()).strip('\'"')
     if isinstance(e, (AttributeError, KeyError)):
       message = 'unknown config field ' + message.replace("'", '')
-      message += run_config.renamed_in(' '.join(str(a) for a in argv))
+      message += run_config.renamed_in(' '.join(str(a) for a in argv),
+                                         experiments.renamed_fields())
     print(f'error: bad flag or config override: {message} '
           f'(see the config file, or --helpfull)', file=sys.stderr)
     sys.exit(2)
