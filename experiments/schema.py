@@ -27,7 +27,7 @@ RENAMED = {}
 def get_schema() -> ml_collections.ConfigDict:
   """Returns the blocks shared by all families (`family` is set by the family's schema)."""
   config = ml_collections.ConfigDict()
-  config.family = ''  # which experiment runs this config: 'diffusion' (set by family files).
+  config.family = ''  # which family runs this config, e.g. 'diffusion' (set by its schema).
   config.seed = 0  # the one base seed; every random choice is fold_in'ed from it.
 
   config.data = ml_collections.ConfigDict()

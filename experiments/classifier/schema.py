@@ -18,7 +18,7 @@ HISTORICAL_DEFAULTS = {}
 def get_schema() -> ml_collections.ConfigDict:
   """The shared blocks plus the classifier's model block."""
   config = shared.get_schema()
-  config.family = 'classifier'
+  config.family = 'classifier'  # the family that runs this config (experiments/classifier/).
   config.model = ml_collections.ConfigDict()
   config.model.features = (32, 64, 128)  # channels per level; each later level halves H, W.
   config.model.feature_dim = 128  # penultimate width: the evaluation features.

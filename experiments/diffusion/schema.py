@@ -30,7 +30,7 @@ HISTORICAL_DEFAULTS = {
 def get_schema() -> ml_collections.ConfigDict:
   """The shared blocks plus the diffusion family's model, process and sampler blocks."""
   config = shared.get_schema()
-  config.family = 'diffusion'
+  config.family = 'diffusion'  # the family that runs this config (experiments/diffusion/).
 
   config.model = ml_collections.ConfigDict()
   config.model.ch = 32  # base channels of the U-Net.

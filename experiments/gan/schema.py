@@ -31,7 +31,7 @@ HISTORICAL_DEFAULTS = {}
 def get_schema() -> ml_collections.ConfigDict:
   """The shared blocks plus the GAN family's model and game blocks."""
   config = shared.get_schema()
-  config.family = 'gan'
+  config.family = 'gan'  # the family that runs this config (experiments/gan/).
   del config.optim.lr  # each player has its own rate: optim.g_lr, optim.d_lr.
   config.optim.g_lr = 2e-4  # generator learning rate (TTUR: may differ from d_lr).
   config.optim.d_lr = 2e-4  # discriminator learning rate.

@@ -17,7 +17,7 @@ HISTORICAL_DEFAULTS = diffusion.HISTORICAL_DEFAULTS
 def get_schema() -> ml_collections.ConfigDict:
   """The diffusion schema plus the autoencoder whose latents it models."""
   config = diffusion.get_schema()
-  config.family = 'ldm'
+  config.family = 'ldm'  # the family that runs this config (experiments/ldm/).
   config.ldm = ml_collections.ConfigDict()
   config.ldm.autoencoder_workdir = 'runs/vae_spatial'  # a VAE run with a spatial latent.
   return config

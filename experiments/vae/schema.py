@@ -24,7 +24,7 @@ HISTORICAL_DEFAULTS = {}
 def get_schema() -> ml_collections.ConfigDict:
   """The shared blocks plus the VAE family's model and `vae` blocks."""
   config = shared.get_schema()
-  config.family = 'vae'
+  config.family = 'vae'  # the family that runs this config (experiments/vae/).
 
   config.model = ml_collections.ConfigDict()
   config.model.features = (16, 32)  # conv channels per level; each level halves H and W.

@@ -232,7 +232,7 @@ class _Loop:
     self.tcfg = self.config.training
     self.is_chief = jax.process_index() == 0
     self.evaluate = evaluate or experiment.evaluate
-    self.eval_every = self.tcfg.get('eval_every', 0)
+    self.eval_every = self.tcfg.eval_every
     self.last_saved = ckpt.latest_step()
     self.state = None
     self.pending = None  # (step, metrics) of the last step, fetched one step late
