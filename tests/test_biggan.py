@@ -15,6 +15,7 @@ from configs import biggan as biggan_config
 from configs import biggan_cifar10
 from configs import biggan_imagenet128
 from experiments.gan import checks as gan_checks
+from experiments.gan import experiment as gan_experiment
 from gen_jax.core import parallel
 from gen_jax.models import biggan
 from gen_jax.objectives import gan
