@@ -9,13 +9,13 @@ warmup, no clipping, no EMA; linear betas, T = 1000, eps-MSE. Sampling: DDIM wit
 'leading' spacing and x0 clipping (diffusers' DDIMScheduler defaults).
 """
 
-from configs import ddpm
 from configs import ddpm_cifar10
+from experiments.diffusion import schema as diffusion_schema
 
 
 def get_config(net: str = 'small'):
   if net == 'small':
-    config = ddpm.get_diffusion_config()
+    config = diffusion_schema.get_schema()
     config.data.image_size = 28
     config.model.ch = 32
     config.model.ch_mult = (1, 2, 2)

@@ -14,11 +14,11 @@ against configs/cgan.py, with the variants that led here:
 docs/results/2026-12-01-biggan-vs-cgan-three-seeds.md.
 """
 
-from configs import dcgan
+from experiments.gan import schema as gan_schema
 
 
 def get_config():
-  config = dcgan.get_gan_config()
+  config = gan_schema.get_schema()
   config.data.image_size = 16
   config.model.arch = 'biggan'
   config.model.init = 'orthogonal'

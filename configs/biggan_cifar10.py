@@ -9,11 +9,11 @@ hierarchical z: BigGAN-PyTorch's defaults without --G_shared / --hier); N(0, 0.0
 0.999); batch 50; EMA 0.9999 from step 1000; 500 epochs of 1000 steps.
 """
 
-from configs import dcgan
+from experiments.gan import schema as gan_schema
 
 
 def get_config():
-  config = dcgan.get_gan_config()
+  config = gan_schema.get_schema()
   config.data.dataset = 'cifar10'
   config.data.image_size = 32
   config.model.arch = 'biggan'

@@ -8,11 +8,11 @@ standing statistics at sample time). Run it with sweeps/biggan_imagenet128.py on
 slice (docs/families/gan.md).
 """
 
-from configs import dcgan
+from experiments.gan import schema as gan_schema
 
 
 def get_config():
-  config = dcgan.get_gan_config()
+  config = gan_schema.get_schema()
   config.data.dataset = 'imagenet2012'  # tfds; needs the manually downloaded archives
   config.data.image_size = 128
   config.model.arch = 'biggan'

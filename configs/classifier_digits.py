@@ -8,24 +8,11 @@ Trains on the 'train' split (1500 images) and reports held-out accuracy on 'test
 
 import ml_collections
 
-from configs import base
-
-
-def get_classifier_config() -> ml_collections.ConfigDict:
-  """The base blocks plus the classifier's model block."""
-  config = base.get_base_config()
-  config.family = 'classifier'
-  config.model = ml_collections.ConfigDict()
-  config.model.features = (32, 64, 128)  # channels per level; each later level halves H, W.
-  config.model.feature_dim = 128  # penultimate width: the evaluation features.
-  config.model.num_groups = 8  # GroupNorm groups (must divide every level's channels).
-  config.model.dropout = 0.1  # dropout before the logits.
-  config.model.label_smoothing = 0.0  # label smoothing of the cross-entropy.
-  return config
+from experiments.classifier import schema
 
 
 def get_config() -> ml_collections.ConfigDict:
-  config = get_classifier_config()
+  config = schema.get_schema()
   config.data.image_size = 16
   config.training.batch_size = 64
   config.training.num_steps = 1500

@@ -3,11 +3,11 @@ MNIST configs (configs/vae_mnist.py). Needs MNIST prepared for tfds
 (`tfds build mnist --data_dir=DIR`, then --config.data.data_dir=DIR).
 """
 
-from configs import classifier_digits
+from experiments.classifier import schema as classifier_schema
 
 
 def get_config():
-  config = classifier_digits.get_classifier_config()
+  config = classifier_schema.get_schema()
   config.data.dataset = 'mnist'
   config.data.image_size = 28
   config.training.batch_size = 128

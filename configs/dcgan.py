@@ -4,76 +4,17 @@ players. 4000 steps, about 5 minutes on one CPU core. Measured against the VAE d
 docs/results/2026-12-01-dcgan-transposed-conv.md and
 docs/results/2026-11-30-dcgan-vs-vae.md.
 
-`get_gan_config()` holds every field of the GAN family (cgan.py, gan_ring.py and
-dcgan_cifar10.py start from it).
+Every field of the GAN family is in its schema, experiments/gan/schema.py (cgan.py starts
+from this run; gan_ring.py, dcgan_cifar10.py and the BigGAN configs from the schema).
 """
 
 import ml_collections
 
-from configs import base
-
-
-def get_gan_config() -> ml_collections.ConfigDict:
-  """The base blocks plus the GAN family's model and game blocks."""
-  config = base.get_base_config()
-  config.family = 'gan'
-  del config.optim.lr  # each player has its own rate: optim.g_lr, optim.d_lr.
-  config.optim.g_lr = 2e-4  # generator learning rate (TTUR: may differ from d_lr).
-  config.optim.d_lr = 2e-4  # discriminator learning rate.
-  config.optim.b1 = 0.5  # Adam beta1 of both players (0.5 as in the DCGAN paper).
-  config.optim.warmup_steps = 0  # linear warmup of both players' rates.
-  config.optim.grad_clip = 0.0  # global-norm clipping of each player's gradient (0: off).
-  config.optim.ema_decay = 0.999  # EMA of G's weights, used for samples (0: the live G).
-  config.optim.ema_start = 0  # G's EMA copies the live G until this step (BigGAN: 1000-20000).
-
-  config.model = ml_collections.ConfigDict()
-  # 'dcgan' (convolutional, images), 'biggan' (ResNet, configs/biggan*.py) or 'mlp' (ring8).
-  config.model.arch = 'dcgan'
-  config.model.z_dim = 64  # latent code size.
-  config.model.g_ch = 32  # G channels at half resolution; doubled at every coarser level.
-  config.model.d_ch = 32  # D channels of its first conv; doubled at every halving.
-  config.model.hidden = 128  # mlp: width of each hidden layer of both players.
-  config.model.layers = 3  # mlp: hidden layers of each player.
-  config.model.embed_dim = 16  # conditional G: class embedding concatenated to z.
-  config.model.bn_momentum = 0.9  # decay of G's BatchNorm running statistics (sampling).
-  config.model.init = 'dcgan'  # kernel init: 'dcgan' N(0,0.02), 'orthogonal' (BigGAN), 'lecun'.
-  config.model.d_norm = 'none'  # dcgan D: 'batch' (batch statistics after conv 2..k) or 'none'.
-  config.model.bn_epsilon = 1e-5  # biggan: G's BatchNorm epsilon.
-  config.model.g_ch_mults = (4, 4, 4)  # biggan: G block i has g_ch * g_ch_mults[i] channels.
-  config.model.d_ch_mults = (4, 4, 4, 4)  # biggan: D block i has d_ch * d_ch_mults[i] channels.
-  config.model.d_num_down = 2  # biggan: the first d_num_down D blocks halve the resolution.
-  config.model.shared_dim = 128  # biggan: shared class embedding width (0: per-layer embeddings).
-  config.model.hierarchical = True  # biggan: z split over G's input and each block's BatchNorms.
-  config.model.g_attn = 0  # biggan: G self-attention after the block of this side (0: none).
-  config.model.d_attn = 0  # biggan: D self-attention after the block of this side (0: none).
-
-  config.gan = ml_collections.ConfigDict()
-  config.gan.loss = 'non_saturating'  # 'non_saturating', 'minimax' (saturating) or 'hinge'.
-  config.gan.d_steps = 1  # discriminator updates (fresh z each) before each G update.
-  config.gan.conditional = False  # class-conditional G (embedding) and D (projection).
-  # Unconditional G: K > 0 feeds it a uniform random code of K values through its class
-  # embedding (no labels; D never sees the code), so it need not draw between modes.
-  config.gan.latent_classes = 0
-  # Unconditional self-conditioned GAN: K > 0 conditions both players on k-means clusters
-  # of the training images (no labels); samples draw a cluster by its size.
-  config.gan.cluster_classes = 0
-  config.gan.spectral_norm = False  # spectral normalisation of every D layer.
-  config.gan.r1_gamma = 0.0  # R1 penalty (gamma/2) E||grad_x D(x)||^2 on real data (0: off).
-  config.gan.ortho_reg = 0.0  # beta of BigGAN's ||W^T W * (1 - I)||_F^2 on G's weights (0: off).
-  config.gan.truncation = 0.0  # sampling: resample |z_i| above this threshold (0: off).
-  # G's BatchNorm statistics for samples: 'running' (averages kept in training) or
-  # 'standing' (recomputed from gan.standing_batches batches of the sampled, EMA, G).
-  config.gan.sample_bn_stats = 'running'
-  config.gan.standing_batches = 16  # 'standing': batches of training.batch_size latents.
-  config.gan.interp_steps = 10  # images per latent-interpolation strip.
-  config.gan.interp_rows = 8  # strips (pairs of end points) per interpolation PNG.
-
-  config.sampling.num_samples = 64  # samples per grid / npz / ring8 evaluation.
-  return config
+from experiments.gan import schema
 
 
 def get_config() -> ml_collections.ConfigDict:
-  config = get_gan_config()
+  config = schema.get_schema()
   config.data.image_size = 16
   config.model.g_ch = 64  # 4x4x128 -> 8x8x64 -> 16x16x1; D: 16x16 -> 8x8x32 -> 4x4x64.
   config.model.d_ch = 32

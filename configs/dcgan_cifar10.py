@@ -1,11 +1,11 @@
 """DCGAN on tfds cifar10 at 32x32, the paper's setup (Radford et al. 2016):
 Adam lr 2e-4, beta1 0.5, batch 128, N(0, 0.02) init, z of 100 dimensions."""
 
-from configs import dcgan
+from experiments.gan import schema as gan_schema
 
 
 def get_config():
-  config = dcgan.get_gan_config()
+  config = gan_schema.get_schema()
   config.data.dataset = 'cifar10'
   config.data.image_size = 32
   config.model.z_dim = 100

@@ -6,11 +6,11 @@ docs/checkpoints.md imports them with `python -m experiments.import_diffusers` a
 evaluates them with this config, unchanged.
 """
 
-from configs import ddpm
+from experiments.diffusion import schema as diffusion_schema
 
 
 def get_config():
-  config = ddpm.get_diffusion_config()
+  config = diffusion_schema.get_schema()
   config.data.dataset = 'cifar10'
   config.data.image_size = 32
   config.data.random_flip = True  # as in the paper.

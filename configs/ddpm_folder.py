@@ -11,11 +11,11 @@ Sized for a GPU / TPU; on a CPU try it first with a small model (docs/data.md, "
 your own images").
 """
 
-from configs import ddpm
+from experiments.diffusion import schema as diffusion_schema
 
 
 def get_config():
-  config = ddpm.get_diffusion_config()
+  config = diffusion_schema.get_schema()
   config.data.dataset = 'folder:images'  # set to folder:/path/to/your/images
   config.data.image_size = 64
   config.data.random_flip = True

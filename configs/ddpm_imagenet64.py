@@ -17,11 +17,11 @@ L_hybrid), single-head attention, and no importance sampling of timesteps, so th
 paper's NLL is a reference point, not a target this config is expected to reach.
 """
 
-from configs import ddpm
+from experiments.diffusion import schema as diffusion_schema
 
 
 def get_config():
-  config = ddpm.get_diffusion_config()
+  config = diffusion_schema.get_schema()
   config.data.dataset = 'downsampled_imagenet/64x64'
   config.data.image_size = 64
   config.data.train_split = 'train'

@@ -4,11 +4,11 @@ Logs eval/modes_covered (of 8) and eval/high_quality_fraction (within 3 std of a
 every training.eval_every steps, and writes a scatter of samples over the modes.
 """
 
-from configs import dcgan
+from experiments.gan import schema as gan_schema
 
 
 def get_config():
-  config = dcgan.get_gan_config()
+  config = gan_schema.get_schema()
   config.data.dataset = 'ring8'  # (N, 2) points; data.image_size is unused.
   config.model.arch = 'mlp'
   config.model.z_dim = 16

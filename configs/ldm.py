@@ -7,13 +7,11 @@
 
 import ml_collections
 
-from configs import ddpm
+from experiments.ldm import schema
 
 
-def get_config():
-  config = ddpm.get_config()
-  config.family = 'ldm'
-  config.ldm = ml_collections.ConfigDict()
+def get_config() -> ml_collections.ConfigDict:
+  config = schema.get_schema()
   config.ldm.autoencoder_workdir = 'runs/vae_spatial'  # a VAE run with a spatial latent.
 
   # The latent is (4, 4, 4): two levels (4x4, 2x2) are enough.
@@ -25,11 +23,15 @@ def get_config():
   config.sampling.clip_x0 = False  # scaled latents are not confined to [-1, 1]
   config.sampling.sampler = 'ddim'
   config.sampling.num_steps = 100
+  config.training.batch_size = 64
   config.training.num_steps = 3000
   config.training.checkpoint_every = 1000
   config.training.sample_every = 1500
   config.optim.lr = 1e-3
+  config.optim.warmup_steps = 100
+  config.optim.ema_decay = 0.995  # as configs/ddpm.py
   # The 16x16 digits of configs/vae_spatial.py (the DDPM default trains at 8x8).
   config.data.image_size = 16
   config.eval.image_size = 0
+  config.eval.num_samples = 512  # as configs/ddpm.py
   return config

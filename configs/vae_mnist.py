@@ -6,11 +6,11 @@ use the MNIST 'test' split (10,000 images).
 
 import ml_collections
 
-from configs import vae
+from experiments.vae import schema as vae_schema
 
 
 def get_config() -> ml_collections.ConfigDict:
-  config = vae.get_vae_config()
+  config = vae_schema.get_schema()
   config.data.dataset = 'mnist'
   config.data.image_size = 28  # 28 -> 14 -> 7 with two conv levels.
   config.model.features = (32, 64)

@@ -1,9 +1,17 @@
-"""The application: one module per family, each a `gen_jax.core.family.Experiment`, the
-evaluation program (evaluation.py) and what `launch.py` runs (programs.py).
+"""The application: one package per family, the evaluation program (evaluation.py) and
+what `launch.py` runs (programs.py).
+
+A family is the package `experiments/<name>/` (name = `config.family`) with the same faces:
+`experiment.py` (its `gen_jax.core.family.Experiment` subclass, exported as `EXPERIMENT`),
+`schema.py` (`get_schema()`, and the tables `RESUMABLE_FIELDS`, `RENAMED`,
+`DROPPED_WITH_RENAMES`, `HISTORICAL_DEFAULTS`), `checks.py` (`validate(config)`) and a
+README.md. The registry finds it by name: a package here with an experiment.py is a family.
+The blocks every family shares, and their tables, are `experiments/schema.py`.
 
 `build(config, mesh)` returns the family's Experiment; `load_run(workdir)` a trained run's
 experiment and latest state, without loading its data (VAEs for latent diffusion,
-classifiers for evaluation). Nothing in `gen_jax` imports this package.
+classifiers for evaluation); `upgrade_config` reads an old config.json as today's code does.
+Nothing in `gen_jax` imports this package.
 """
 
 import importlib
@@ -12,45 +20,51 @@ import os
 
 import ml_collections
 
+from experiments import schema as shared_schema
 from gen_jax.core import family
 from gen_jax.platform import run_config
 from gen_jax.platform.errors import UserError
 
-# config.family -> 'module:ExperimentClass' (imported on demand).
-FAMILIES = {
-    'diffusion': 'experiments.diffusion:DiffusionExperiment',
-    'vae': 'experiments.vae:VAEExperiment',
-    'gan': 'experiments.gan:GANExperiment',
-    'ldm': 'experiments.ldm:LatentDiffusionExperiment',
-    'classifier': 'experiments.classifier:ClassifierExperiment',
-}
+_HERE = os.path.dirname(os.path.abspath(__file__))
+
+# The families: every package in experiments/ with an experiment.py, by name.
+FAMILIES = tuple(sorted(
+    name for name in os.listdir(_HERE)
+    if os.path.isfile(os.path.join(_HERE, name, 'experiment.py'))
+    and os.path.isfile(os.path.join(_HERE, name, '__init__.py'))))
 
 
-# Fields added after runs were recorded without them: the value such a run behaved as (its
-# config.json is completed with it when read back). Shared blocks, then by family.
-_HISTORICAL_DEFAULTS = {
-    'data.on_bad_image': 'fail', 'data.loader': 'memory', 'data.crop': 'center',
-    'data.max_memory_bytes': 4 * 2**30, 'data.labels_from_subfolders': False,
-    'data.num_workers': 0, 'data.prefetch_batches': 4, 'data.resize': 'bilinear',
-    'parallel.peer_timeout_s': 30, 'parallel.init_timeout_s': 300, 'eval.samples_file': '',
-    'eval.image_size': 0, 'training.eval_every': 0, 'sweep.vmap_trial_devices': 0,
-}
-_DIFFUSION_HISTORICAL_DEFAULTS = {
-    'sampling.dynamic_threshold': 0.0, 'sampling.threshold_max': 0.0,
-    'sampling.sigma_schedule': 'model', 'sampling.rho': 7.0, 'sampling.sigma_min': 0.0,
-    'sampling.sigma_max': 0.0, 'sampling.s_churn': 0.0, 'sampling.s_tmin': 0.0,
-    'sampling.s_noise': 1.0, 'sampling.spacing': 'uniform', 'model.dtype': 'float32',
-}
-_FAMILY_HISTORICAL_DEFAULTS = {'diffusion': _DIFFUSION_HISTORICAL_DEFAULTS,
-                               'ldm': _DIFFUSION_HISTORICAL_DEFAULTS}
+def family_schema(name: str):
+  """The schema module of family `name` (experiments/<name>/schema.py)."""
+  return importlib.import_module(f'experiments.{name}.schema')
+
+
+def experiment_class(name: str):
+  """The Experiment class of family `name`: `EXPERIMENT` of experiments/<name>/experiment.py
+  (imported on demand)."""
+  return importlib.import_module(f'experiments.{name}.experiment').EXPERIMENT
+
+
+def renamed_fields() -> dict[str, str]:
+  """Every renamed field {old: new}: the shared blocks' and every family's (for the hint
+  when a command line names an old field, launch.py)."""
+  renamed = dict(shared_schema.RENAMED)
+  for name in FAMILIES:
+    renamed.update(family_schema(name).RENAMED)
+  return renamed
 
 
 def upgrade_config(recorded: dict) -> dict:
   """A run's config.json as today's code reads it: renamed fields under their new names,
-  fields added since completed with the values the run behaved as."""
-  upgraded = run_config.upgrade(recorded)
-  defaults = {**_HISTORICAL_DEFAULTS,
-              **_FAMILY_HISTORICAL_DEFAULTS.get(upgraded.get('family', ''), {})}
+  fields added since completed with the values the run behaved as (the shared and the
+  family's `HISTORICAL_DEFAULTS`)."""
+  name = recorded.get('family', '')
+  tables = family_schema(name) if name in FAMILIES else None
+  renamed = {**shared_schema.RENAMED, **(tables.RENAMED if tables else {})}
+  upgraded = run_config.upgrade(recorded, renamed,
+                                tables.DROPPED_WITH_RENAMES if tables else ())
+  defaults = {**shared_schema.HISTORICAL_DEFAULTS,
+              **(tables.HISTORICAL_DEFAULTS if tables else {})}
   return run_config.complete(upgraded, defaults)
 
 
@@ -87,19 +101,13 @@ def build(config, mesh):
   """
   if config.family not in FAMILIES:
     raise UserError(f'unknown family {config.family!r} in the config; '
-                    f'known: {", ".join(sorted(FAMILIES))}.')
-  cls = _family_class(config.family)
+                    f'known: {", ".join(FAMILIES)}.')
+  cls = experiment_class(config.family)
   problem = family.contract_problem(cls)
   if problem:
-    raise UserError(f'family {config.family!r} ({FAMILIES[config.family]}) cannot be built: '
-                    f'{problem}.')
+    raise UserError(f'family {config.family!r} (experiments.{config.family}.experiment.'
+                    f'EXPERIMENT) cannot be built: {problem}.')
   return cls(config, mesh)
-
-
-def _family_class(name: str):
-  """The class `FAMILIES[name]` names (its module imported on demand)."""
-  module_name, class_name = FAMILIES[name].split(':')
-  return getattr(importlib.import_module(module_name), class_name)
 
 
 def read_run_config(workdir: str, family: str, field: str = '--workdir', hint: str = ''):
@@ -149,6 +157,6 @@ def load_run(workdir: str, mesh, family_name: str, field: str, train_hint: str):
     shapes = ckpt.saved_shapes()  # one-line error when there is no checkpoint
   finally:
     ckpt.close()
-  experiment = _family_class(family_name).from_saved_shapes(config, mesh, shapes)
+  experiment = experiment_class(family_name).from_saved_shapes(config, mesh, shapes)
   state = trainer.restore_latest(experiment, os.path.abspath(workdir))
   return config, experiment, state

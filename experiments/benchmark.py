@@ -129,7 +129,7 @@ def bench_net(name: str, a, peak_gflop_s: float) -> dict:
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
-  from experiments.diffusion import DiffusionExperiment  # pylint: disable=g-import-not-at-top
+  from experiments.diffusion.experiment import DiffusionExperiment  # pylint: disable=g-import-not-at-top
   from gen_jax.core import trainer  # pylint: disable=g-import-not-at-top
 
   config = bench_peer.get_config(name)

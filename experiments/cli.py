@@ -19,6 +19,7 @@ from absl import flags
 from absl import logging
 from ml_collections.config_flags import config_flags as _config_flags
 
+import experiments
 from gen_jax.platform import run_config
 from gen_jax.platform.errors import UserError, config_file_error, config_path_from_argv
 
@@ -52,7 +53,8 @@ def parse_flags(argv):
     message = message.strip('\'"')
     if isinstance(e, (AttributeError, KeyError)):
       message = 'unknown config field ' + message.replace("'", '')
-      message += run_config.renamed_in(' '.join(str(a) for a in argv))
+      message += run_config.renamed_in(' '.join(str(a) for a in argv),
+                                       experiments.renamed_fields())
     print(f'error: bad flag or config override: {message} '
           f'(see the config file, or --helpfull)', file=sys.stderr)
     sys.exit(2)

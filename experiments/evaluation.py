@@ -104,7 +104,7 @@ def validate(config, mesh, num_samples: int) -> None:
   if e.feature_extractor not in feature_extractors.EXTRACTORS:
     raise UserError(f'eval.feature_extractor must be one of {feature_extractors.EXTRACTORS}, '
                     f'not {e.feature_extractor!r}.')
-  if e.get('image_size', 0) < 0:
+  if e.image_size < 0:
     raise UserError(f'eval.image_size must be >= 0 (0: data.image_size), not {e.image_size}.')
   for name in ('kid_subsets', 'kid_subset_size', 'pr_neighbours', 'is_splits'):
     if e[name] < 1:
@@ -253,7 +253,7 @@ class Evaluator:
     # The data block the extractor and the real features see: data.image_size, or
     # eval.image_size when set (a model trained at 8px, scored by a 16px classifier).
     self.data_config = self.config.data.copy_and_resolve_references()
-    self.image_size = int(self.config.eval.get('image_size', 0) or self.config.data.image_size)
+    self.image_size = int(self.config.eval.image_size or self.config.data.image_size)
     with self.data_config.unlocked():
       self.data_config.image_size = self.image_size
     self.is_chief = jax.process_index() == 0

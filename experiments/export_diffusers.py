@@ -34,7 +34,7 @@ def export_run(workdir: str, out: str, ema: bool = True) -> list[str]:
     UserError: no diffusion run there, a U-Net diffusers cannot express, or an `out`
       holding other files (nothing is overwritten but an earlier export).
   """
-  from experiments import diffusion  # pylint: disable=g-import-not-at-top
+  from experiments.diffusion import experiment as diffusion  # pylint: disable=g-import-not-at-top
   workdir = os.path.abspath(workdir)
   config = experiments.read_run_config(workdir, 'diffusion')
   if os.path.isdir(out) and set(os.listdir(out)) - _OURS:

@@ -79,7 +79,7 @@ def import_checkpoint(source: str, workdir: str, config_file: str = 'configs/ddp
     UserError: a bad source, an unmappable checkpoint, or a workdir that already holds
       checkpoints (nothing is overwritten).
   """
-  from experiments import diffusion  # pylint: disable=g-import-not-at-top
+  from experiments.diffusion import experiment as diffusion  # pylint: disable=g-import-not-at-top
   workdir = os.path.abspath(workdir)
   if os.path.isdir(os.path.join(workdir, 'checkpoints')) and os.listdir(
       os.path.join(workdir, 'checkpoints')):

@@ -54,7 +54,7 @@ def run_mode(config, workdir: str, mode: str, config_file: str = '') -> str:
     return experiment.write_samples(state, step, workdir, prefix='sample')
   if mode == 'eval':
     evaluation.validate(config, mesh, config.eval.num_samples)
-    if config.eval.get('samples_file', ''):
+    if config.eval.samples_file:
       return evaluation.Evaluator(experiment, config_file).score_file(
           config.eval.samples_file, workdir)
     state = trainer.restore_latest(experiment, workdir)

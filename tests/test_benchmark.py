@@ -4,7 +4,7 @@ import jax
 import pytest
 
 from configs import bench_peer
-from experiments.diffusion import DiffusionExperiment
+from experiments.diffusion.experiment import DiffusionExperiment
 from gen_jax.core import parallel
 
 

@@ -14,7 +14,8 @@ import pytest
 from configs import biggan as biggan_config
 from configs import biggan_cifar10
 from configs import biggan_imagenet128
-from experiments import gan as gan_experiment
+from experiments.gan import checks as gan_checks
+from experiments.gan import experiment as gan_experiment
 from gen_jax.core import parallel
 from gen_jax.models import biggan
 from gen_jax.objectives import gan
@@ -350,7 +351,7 @@ def test_configs_parameter_counts(config_module, num_classes, channels, closed_f
 @pytest.mark.parametrize('config_module', [biggan_config, biggan_cifar10, biggan_imagenet128])
 def test_biggan_configs_are_valid(config_module):
   config = config_module.get_config()
-  gan_experiment.validate(config)  # raises UserError on any inconsistency
+  gan_checks.validate(config)  # raises UserError on any inconsistency
   m = config.model
   assert config.data.image_size == 4 * 2 ** len(m.g_ch_mults)
   assert config.optim.b1 == 0.0 and config.gan.conditional

@@ -11,10 +11,10 @@ import os
 import ml_collections
 import pytest
 
-from experiments import classifier
-from experiments import diffusion
-from experiments import gan
-from experiments import vae
+from experiments.classifier import checks as classifier
+from experiments.diffusion import checks as diffusion
+from experiments.gan import checks as gan
+from experiments.vae import checks as vae
 from gen_jax.platform.errors import UserError
 from tests.conftest import REPO
 
@@ -146,20 +146,22 @@ def test_classifier_refuses(overrides, needles):
 
 
 def test_an_old_run_config_reads_with_the_new_field_names():
+  from experiments.gan import schema as gan_schema  # pylint: disable=g-import-not-at-top
+  from experiments.vae import schema as vae_schema  # pylint: disable=g-import-not-at-top
   from gen_jax.platform import run_config  # pylint: disable=g-import-not-at-top
   old = {'family': 'gan', 'seed': 3, 'gan': {'g_lr': 1e-3, 'd_lr': 2e-3, 'ema_decay': 0.9,
                                              'ema_start': 5, 'loss': 'hinge'},
          'optim': {'lr': 2e-4, 'b1': 0.5}}
-  assert run_config.upgrade(old) == {
+  assert run_config.upgrade(old, gan_schema.RENAMED, gan_schema.DROPPED_WITH_RENAMES) == {
       'family': 'gan', 'seed': 3, 'gan': {'loss': 'hinge'},
       'optim': {'b1': 0.5, 'g_lr': 1e-3, 'd_lr': 2e-3, 'ema_decay': 0.9, 'ema_start': 5}}
   assert old['gan']['g_lr'] == 1e-3  # the caller's dict is left as it was
   vae = {'family': 'vae', 'vae': {'eval_batch_size': 512, 'eval_examples': 7},
          'eval': {'batch_size': 256}, 'optim': {'lr': 1e-3}}
   # eval.batch_size was already there (the sample batch): it wins; the examples move.
-  assert run_config.upgrade(vae) == {'family': 'vae', 'vae': {},
-                                     'eval': {'batch_size': 256, 'held_out_examples': 7},
-                                     'optim': {'lr': 1e-3}}
+  assert run_config.upgrade(vae, vae_schema.RENAMED, vae_schema.DROPPED_WITH_RENAMES) == {
+      'family': 'vae', 'vae': {}, 'eval': {'batch_size': 256, 'held_out_examples': 7},
+      'optim': {'lr': 1e-3}}
 
 
 @pytest.mark.parametrize('name', sorted(
@@ -167,11 +169,11 @@ def test_an_old_run_config_reads_with_the_new_field_names():
         os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'configs', '*.py'))
     if not p.endswith(('__init__.py', 'base.py'))))
 def test_no_config_uses_a_renamed_field(name):
-  from gen_jax.platform import run_config  # pylint: disable=g-import-not-at-top
+  import experiments  # pylint: disable=g-import-not-at-top
   config = importlib.import_module(f'configs.{name}').get_config()
   flat = {f'{block}.{k}' for block, fields in config.to_dict().items()
           if isinstance(fields, dict) for k in fields}
-  assert not flat & set(run_config.RENAMED), name
+  assert not flat & set(experiments.renamed_fields()), name
   if config.family == 'gan':  # one rate per player, and no unused optim.lr
     assert {'optim.g_lr', 'optim.d_lr', 'optim.ema_decay', 'optim.ema_start'} <= flat
     assert 'optim.lr' not in flat

@@ -10,7 +10,10 @@ from gen_jax.platform.errors import UserError
 
 
 def digits_config(size=16):
-  return ml_collections.ConfigDict(dict(dataset='digits', image_size=size, data_dir=''))
+  """The shared schema's data block (experiments/schema.py) for the digits, in memory."""
+  from experiments import schema  # pylint: disable=g-import-not-at-top
+  return ml_collections.ConfigDict(dict(schema.get_schema().data.to_dict(), dataset='digits',
+                                        image_size=size, data_dir='', loader='memory'))
 
 
 def test_digits_splits_and_range():

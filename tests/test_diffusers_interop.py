@@ -18,7 +18,7 @@ import jax
 import numpy as np
 import pytest
 
-from experiments import diffusion
+from experiments.diffusion import experiment as diffusion
 from experiments import export_diffusers
 from experiments import import_diffusers
 from experiments import ledger

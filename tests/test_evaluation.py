@@ -75,8 +75,8 @@ def test_sample_metrics_of_a_set_against_itself():
 
 
 def _config_eval_block():
-  from configs import base  # pylint: disable=g-import-not-at-top
-  e = base.get_base_config().eval
+  from experiments import schema  # pylint: disable=g-import-not-at-top
+  e = schema.get_schema().eval
   e.kid_subsets = 20
   e.is_splits = 1
   return e

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from configs import dcgan as dcgan_config
-from experiments import gan as gan_experiment
+from experiments.gan import experiment as gan_experiment
 from gen_jax.core import parallel
 from gen_jax.data import toy_data
 from gen_jax.models import dcgan

@@ -40,7 +40,7 @@ TINY_LDM = [
 
 
 def test_scale_by_std_gives_unit_variance():
-  from experiments.ldm import latent_scale
+  from experiments.ldm.experiment import latent_scale
   latents = np.random.default_rng(0).normal(0.3, 4.0, size=(500, 4, 4, 2))
   scale = latent_scale(latents)
   assert np.std(latents * scale) == pytest.approx(1.0, rel=1e-6)

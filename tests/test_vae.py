@@ -162,7 +162,7 @@ def test_gaussian_latent_grid():
 
 def test_decoded_manifold_has_the_grid_shape():
   from configs import vae as vae_config
-  from experiments.vae import VAEExperiment
+  from experiments.vae.experiment import VAEExperiment
   config = vae_config.get_config()
   config.data.image_size, config.model.features, config.model.hidden = 8, (8,), 16
   config.vae.latent_shape = (2,)  # the manifold of a 2-d latent (the default is 16-d)

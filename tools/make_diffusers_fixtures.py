@@ -149,7 +149,7 @@ def jax_main(args) -> None:
           for t in range(num_timesteps)])
     np.savez(out, **{k: np.asarray(v) for k, v in arrays.items()})
   elif command == 'outputs':  # outputs.npz workdir inputs.npz: load_denoiser's outputs
-    from experiments import diffusion  # pylint: disable=g-import-not-at-top
+    from experiments.diffusion import experiment as diffusion  # pylint: disable=g-import-not-at-top
     out, workdir, inputs = args[1:4]
     f = diffusion.load_denoiser(workdir)
     with np.load(inputs) as data:

@@ -1,8 +1,9 @@
 """The contract between the library and a family: the abstract `Experiment`.
 
-Every family (experiments/: diffusion, VAE, GAN, latent diffusion, classifier) subclasses
-`Experiment`; the train loop (gen_jax.core.trainer), vmapped trials (gen_jax.core.vmap_trials) and
-the evaluation program (experiments/evaluation.py) use only what is declared here. The
+Every family (experiments/<family>/: diffusion, VAE, GAN, latent diffusion, classifier)
+subclasses `Experiment`; the train loop (gen_jax.core.trainer), vmapped trials
+(gen_jax.core.vmap_trials), the registry (experiments/__init__.py) and the evaluation
+program (experiments/evaluation.py) use only what is declared here. The
 abstract methods are required: a family lacking one cannot be built
 (`experiments.build` says which, in one line). Everything else has the default written
 here, and a family overrides what it needs.
@@ -40,6 +41,11 @@ class Experiment(abc.ABC):
     makes_images: whether `sample_images` makes images that evaluation scores with image
       features (the ring8 GAN's 2-d points and the classifier make none).
     image_shape: (H, W, C) of its images, or None.
+    RESUMABLE_FIELDS: the family's own dotted fields (or blocks, ending in '.') a resumed
+      run may change, besides the shared ones (`gen_jax.platform.run_config.MUTABLE`); the
+      train loop passes them to `run_config.changes`.
+    RENAMED: the family's renamed fields {old dotted field: new}, so that the train loop
+      reads a config.json written under old names under the new ones.
   """
   config: Any
   mesh: jax.sharding.Mesh
@@ -48,6 +54,8 @@ class Experiment(abc.ABC):
   SHOWN_METRICS: tuple[str, ...] = ('loss', 'grad_norm')
   makes_images: bool = False
   image_shape: tuple[int, ...] | None = None
+  RESUMABLE_FIELDS: tuple[str, ...] = ()
+  RENAMED: dict[str, str] = {}
 
   # --- training (required) -------------------------------------------------------------
   @abc.abstractmethod
@@ -75,6 +83,21 @@ class Experiment(abc.ABC):
   def write_samples(self, state: TrainState, step: int, workdir: str, prefix: str) -> list:
     """Generates samples (all processes take part), writes them (process 0) under
     WORKDIR/samples with `prefix` ('train', 'sample') and returns the paths."""
+
+  # --- restoring without data (default) ------------------------------------------------
+  @classmethod
+  def from_saved_shapes(cls, config, mesh, shapes: dict[str, tuple]) -> 'Experiment':
+    """The experiment of a trained run, built from its checkpoint's parameter shapes
+    ({path: shape}, `Checkpointer.saved_shapes`) without loading its data: a run
+    restored as a component (`experiments.load_run`: VAEs for latent diffusion,
+    classifiers for evaluation).
+
+    Raises:
+      UserError: the family cannot be restored that way (the default).
+    """
+    del mesh, shapes
+    raise UserError(f'a {config.family} run cannot be restored without its data '
+                    f'({cls.__name__} has no from_saved_shapes).')
 
   # --- training (defaults) -------------------------------------------------------------
   def hparams(self) -> dict[str, Any]:

@@ -195,7 +195,9 @@ def train(experiment: Experiment, workdir: str, evaluate=None) -> str:
     try:
       ckpt = checkpoint.Checkpointer(workdir, tcfg.keep_checkpoints, tcfg.async_checkpoints)
       # Before anything is restored or written: may this config resume this run?
-      changed = run_config.changes(config, workdir) if ckpt.latest_step() is not None else {}
+      changed = (run_config.changes(config, workdir, experiment.RESUMABLE_FIELDS,
+                                    experiment.RENAMED)
+                 if ckpt.latest_step() is not None else {})
       state = restore_or_init(experiment, ckpt)
       start = int(jax.device_get(state.step))
       if is_chief:  # accepted: the checkpoint fits, the config may resume it
@@ -230,7 +232,7 @@ class _Loop:
     self.tcfg = self.config.training
     self.is_chief = jax.process_index() == 0
     self.evaluate = evaluate or experiment.evaluate
-    self.eval_every = self.tcfg.get('eval_every', 0)
+    self.eval_every = self.tcfg.eval_every
     self.last_saved = ckpt.latest_step()
     self.state = None
     self.pending = None  # (step, metrics) of the last step, fetched one step late

@@ -94,7 +94,7 @@ def _flatten(tree, prefix: str = '') -> dict:
 
 def requested(config) -> bool:
   """Whether `config` asks for vmapped trials (a non-empty `sweep.vmap`)."""
-  return 'sweep' in config and bool(config.sweep.get('vmap'))
+  return bool(config.sweep.vmap)
 
 
 def trial_values(config) -> dict[str, tuple]:
@@ -160,7 +160,7 @@ class VmappedTrials(family_lib.Experiment):
       raise UserError(f'--mode={mode} scores one run, and this workdir holds the '
                       f'sweep.vmap trials of one program; --mode=train and --mode=sample '
                       f'take them (samples per trial).')
-    if config.training.eval_every and config.get('eval', {}).get('num_samples_train'):
+    if config.training.eval_every and config.eval.num_samples_train:
       raise UserError('eval.num_samples_train scores one run while training; with '
                       'sweep.vmap set it to 0 (or run a launcher sweep, --sweep=FILE).')
     self.values = trial_values(config)
@@ -180,7 +180,7 @@ class VmappedTrials(family_lib.Experiment):
     self.config = config
     self.num_trials = len(next(iter(self.values.values())))
     self.seeds = self.values.get('seed', (config.seed,) * self.num_trials)
-    t = trial_devices(self.num_trials, config.sweep.get('vmap_trial_devices', 0), family.mesh)
+    t = trial_devices(self.num_trials, config.sweep.vmap_trial_devices, family.mesh)
     # Devices in the family mesh's order: data position j holds devices j*t..j*t+t-1,
     # so each host feeds the same rows of the batch as in a plain run.
     self.mesh = jax.sharding.Mesh(

@@ -201,7 +201,7 @@ def load_dataset(data_config, split: str) -> arrays.ArrayDataset:
     raise UserError(f'data.image_size must be positive, got {data_config.image_size}.')
   if name.startswith(FOLDER_PREFIX):
     records = grain_records.folder_dataset(_folder_split(name, split), data_config)
-    dataset = grain_records.decode_all(records, data_config.get('on_bad_image', 'fail'))
+    dataset = grain_records.decode_all(records, data_config.on_bad_image)
   elif name in EMBEDDED_DATASETS:
     dataset = EMBEDDED_DATASETS[name](split, data_config.image_size, data_config.data_dir)
   elif name in IDX_DATASETS:
@@ -238,7 +238,7 @@ def choose_loader(data_config, split: str) -> tuple[str, str]:
   memory, and so are those of IDX_DATASETS that tfds has not prepared (their IDX files
   hold at most 60000 28x28 images: 188 MB as float32).
   """
-  loader = data_config.get('loader', 'memory')
+  loader = data_config.loader
   if loader not in LOADERS:
     raise UserError(f"data.loader must be 'memory', 'grain' or 'auto', not {loader!r}.")
   if loader != 'auto':
@@ -249,11 +249,11 @@ def choose_loader(data_config, split: str) -> tuple[str, str]:
   count, channels = _split_size(data_config, split)
   if name in IDX_DATASETS and not count:  # tfds has no copy: the IDX files, as arrays
     return 'memory', f'{name} has no prepared tfds copy and is read from its IDX files'
-  if data_config.get('crop', 'center') == 'random':
+  if data_config.crop == 'random':
     return 'grain', "data.crop='random' crops each image as it is read"
   size = data_config.image_size
   nbytes = count * size * size * channels * 4
-  limit = data_config.get('max_memory_bytes', 4 * 2**30)
+  limit = data_config.max_memory_bytes
   why = (f'{name} {split}: {count} images, {nbytes / 2**30:.2f} GiB as float32 at '
          f'{size}x{size}, data.max_memory_bytes {limit / 2**30:.2f} GiB')
   return ('grain' if nbytes > limit else 'memory'), why
@@ -264,7 +264,7 @@ def _split_size(data_config, split: str) -> tuple[int, int]:
   name = data_config.dataset
   if name.startswith(FOLDER_PREFIX):
     paths, _, _ = grain_records.list_folder(_folder_split(name, split),
-                                             data_config.get('labels_from_subfolders', False))
+                                             data_config.labels_from_subfolders)
     return len(paths), 3
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   try:
@@ -288,10 +288,10 @@ def load_train_data(data_config):
   """
   split = data_config.train_split
   loader, why = choose_loader(data_config, split)
-  if data_config.get('loader', 'memory') == 'auto' and data_config.dataset not in EMBEDDED_DATASETS:
+  if data_config.loader == 'auto' and data_config.dataset not in EMBEDDED_DATASETS:
     _say(f'data: {loader} loader, data.loader=\'auto\' ({why}).')
   if loader == 'memory' or data_config.dataset in EMBEDDED_DATASETS:
-    if loader == 'memory' and data_config.get('crop', 'center') == 'random':
+    if loader == 'memory' and data_config.crop == 'random':
       raise UserError("data.crop='random' needs data.loader='grain' (the memory loader "
                       "holds center crops).")
     return load_dataset(data_config, split)
@@ -310,7 +310,7 @@ def load_train_data(data_config):
       # embedded datasets are.
       return load_dataset(data_config, split)
   _say(f'data: reading {dataset.description} with grain, '
-       f'{data_config.get("num_workers", 0)} worker process(es).')
+       f'{data_config.num_workers} worker process(es).')
   return dataset
 
 
@@ -332,10 +332,10 @@ def train_source(dataset, config):
   d = config.data
   args = (dataset, config.training.batch_size, config.seed, jax.process_index(),
           jax.process_count(), d.random_flip)
-  if isinstance(dataset, arrays.ArrayDataset) and d.get('loader', 'memory') != 'grain':
+  if isinstance(dataset, arrays.ArrayDataset) and d.loader != 'grain':
     return arrays.BatchSource(*args)
-  return grain_records.GrainBatchSource(*args, num_workers=d.get('num_workers', 0),
-                                         prefetch=d.get('prefetch_batches', 4),
-                                         on_bad_image=d.get('on_bad_image', 'fail'))
+  return grain_records.GrainBatchSource(*args, num_workers=d.num_workers,
+                                        prefetch=d.prefetch_batches,
+                                        on_bad_image=d.on_bad_image)
 
 

@@ -263,11 +263,10 @@ def folder_channels(records: FolderRecords, on_bad_image: str) -> int:
 def folder_dataset(root: str, data_config) -> RecordDataset:
   """`folder:PATH` as records (nothing decoded yet but the first image)."""
   _preprocess(data_config, 3)  # bad options fail before a large folder is listed
-  on_bad = data_config.get('on_bad_image', 'fail')
+  on_bad = data_config.on_bad_image
   if on_bad not in BAD_IMAGE_POLICIES:
     raise UserError(f"data.on_bad_image must be 'fail' or 'skip', not {on_bad!r}.")
-  paths, labels, num_classes = list_folder(root, data_config.get('labels_from_subfolders',
-                                                                 False))
+  paths, labels, num_classes = list_folder(root, data_config.labels_from_subfolders)
   records = FolderRecords(root, paths, labels, channels=3)
   channels = folder_channels(records, on_bad)
   records = FolderRecords(root, paths, labels, channels)
@@ -312,8 +311,8 @@ def tfds_dataset(name: str, split: str, data_config) -> RecordDataset:
 
 
 def _preprocess(data_config, channels: int) -> Preprocess:
-  resize = data_config.get('resize', 'bilinear')
-  crop = data_config.get('crop', 'center')
+  resize = data_config.resize
+  crop = data_config.crop
   if resize not in RESIZE_METHODS:
     raise UserError(f"data.resize must be 'bilinear' or 'area', not {resize!r}.")
   if crop not in CROPS:

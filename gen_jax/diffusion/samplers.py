@@ -168,21 +168,21 @@ def sample(denoise_fn: DenoiseFn, schedule: schedules.Schedule, shape, rng, samp
   if s.sampler == 'ddpm':
     return ddpm_sample(denoise_fn, schedule, shape, rng, prediction=prediction,
                        clip_x0=s.clip_x0, variance=s.ddpm_variance,
-                       dynamic_threshold=s.get('dynamic_threshold', 0.0),
-                       threshold_max=s.get('threshold_max', 0.0))
+                       dynamic_threshold=s.dynamic_threshold,
+                       threshold_max=s.threshold_max)
   if s.sampler == 'ddim':
     return ddim_sample(denoise_fn, schedule, shape, rng, num_steps=s.num_steps,
                        eta=s.eta, spacing=s.spacing, prediction=prediction,
-                       clip_x0=s.clip_x0, dynamic_threshold=s.get('dynamic_threshold', 0.0),
-                       threshold_max=s.get('threshold_max', 0.0))
+                       clip_x0=s.clip_x0, dynamic_threshold=s.dynamic_threshold,
+                       threshold_max=s.threshold_max)
   if s.sampler in sigma_samplers.SAMPLERS:
     # .get: configs saved before these fields sample with their defaults.
     return sigma_samplers.sample(
         denoise_fn, schedule.alphas_cumprod, shape, rng, s.sampler, s.num_steps, prediction,
-        sigma_schedule=s.get('sigma_schedule', 'model'), rho=s.get('rho', 7.0),
-        sigma_min=s.get('sigma_min', 0.0), sigma_max=s.get('sigma_max', 0.0),
-        s_churn=s.get('s_churn', 0.0), s_tmin=s.get('s_tmin', 0.0),
-        s_tmax=s.get('s_tmax', float('inf')), s_noise=s.get('s_noise', 1.0),
-        clip_x0=s.clip_x0, dynamic_threshold=s.get('dynamic_threshold', 0.0),
-        threshold_max=s.get('threshold_max', 0.0))
+        sigma_schedule=s.sigma_schedule, rho=s.rho,
+        sigma_min=s.sigma_min, sigma_max=s.sigma_max,
+        s_churn=s.s_churn, s_tmin=s.s_tmin,
+        s_tmax=s.s_tmax, s_noise=s.s_noise,
+        clip_x0=s.clip_x0, dynamic_threshold=s.dynamic_threshold,
+        threshold_max=s.threshold_max)
   raise ValueError(f'unknown sampler {s.sampler!r}; use one of {SAMPLERS}.')

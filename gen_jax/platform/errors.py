@@ -30,7 +30,8 @@ def config_file_error(error: BaseException, path: str) -> str | None:
   ml_collections raises whatever loading the file raised (SyntaxError, NameError,
   ImportError, ...; with an override, an OSError about "an earlier failure"), so the
   file's own errors are told apart by where they happened: in the file or a module beside
-  it (configs/base.py), whose `file:line` the message names.
+  it (another config file it builds on, configs/ddpm.py say), whose `file:line` the
+  message names.
 
   Args:
     error: what parsing the flags or reading the config raised.

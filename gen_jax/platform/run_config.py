@@ -6,6 +6,10 @@ something else, so those fields are refused; the fields below only say how long 
 how often to log, sample, evaluate and checkpoint, or how to step the optimizer from here
 on (what a user changes after a NaN), and each change is recorded in
 WORKDIR/config_history.jsonl with the step it took effect at.
+
+The library knows only the shared blocks' fields (`MUTABLE`); a family's own resumable
+fields and renames are its own (experiments/<family>/schema.py) and reach these functions
+as arguments (the family's `Experiment.RESUMABLE_FIELDS` and `Experiment.RENAMED`).
 """
 
 import json
@@ -17,14 +21,13 @@ from gen_jax.platform.errors import UserError
 CONFIG_NAME = 'config.json'
 HISTORY_NAME = 'config_history.jsonl'
 
-# Fields (or blocks, ending in '.') a resumed run may change.
+# Fields (or blocks, ending in '.') of the shared blocks a resumed run may change.
 MUTABLE = (
     'training.num_steps', 'training.log_every', 'training.checkpoint_every',
     'training.sample_every', 'training.eval_every', 'training.keep_checkpoints',
     'training.async_checkpoints', 'training.compilation_cache',
     'optim.lr', 'optim.warmup_steps', 'optim.decay', 'optim.grad_clip', 'optim.b1',
     'optim.b2', 'optim.eps', 'optim.weight_decay', 'optim.ema_decay',
-    'optim.g_lr', 'optim.d_lr',
     'data.data_dir',  # where the same dataset lives on this machine
     'sampling.', 'eval.', 'parallel.',
     'sweep.parallel', 'sweep.accelerators', 'sweep.num_nodes', 'sweep.use_spot',
@@ -32,46 +35,42 @@ MUTABLE = (
 )
 
 
-# Fields that were renamed (one name per concept): old -> new. A command line with an old
-# name is refused, naming the new one (launch.py); a run's config.json written under the
-# old names reads as if written under the new ones (`upgrade`).
-RENAMED = {
-    'gan.g_lr': 'optim.g_lr',
-    'gan.d_lr': 'optim.d_lr',
-    'gan.ema_decay': 'optim.ema_decay',
-    'gan.ema_start': 'optim.ema_start',
-    'vae.eval_batch_size': 'eval.batch_size',
-    'vae.eval_examples': 'eval.held_out_examples',
-    'eval.vlb_examples': 'eval.held_out_examples',
-}
-
-
-def renamed_in(text: str) -> str:
-  """'; X is now Y' for the first old field name `text` mentions ('' if none)."""
-  for old, new in RENAMED.items():
+def renamed_in(text: str, renamed: dict[str, str]) -> str:
+  """'; X is now Y' for the first old field name of `renamed` ({old: new}) that `text`
+  mentions ('' if none)."""
+  for old, new in renamed.items():
     if old in text:
       return f'; {old} is now {new}'
   return ''
 
 
-def upgrade(recorded: dict) -> dict:
+def upgrade(recorded: dict, renamed: dict[str, str],
+            dropped_with_renames: tuple[str, ...] = ()) -> dict:
   """A config.json's dict with renamed fields under their new names.
 
-  A field whose new name the config already has keeps that value (the GAN's old
-  `optim.lr`, unused, is dropped with its `gan.g_lr` / `gan.d_lr`).
+  Args:
+    recorded: the dict as read (left as it is).
+    renamed: {old dotted field: new dotted field}. A field whose new name the config
+      already has keeps that value.
+    dropped_with_renames: dotted fields removed when any rename applied: what the new
+      names replace (the GAN's old, unused `optim.lr`, with its `gan.g_lr` / `gan.d_lr`).
+  Returns:
+    A new dict.
   """
   recorded = json.loads(json.dumps(recorded))  # a copy
-  renamed = False
-  for old, new in RENAMED.items():
+  applied = False
+  for old, new in renamed.items():
     block, name = old.split('.')
     if name not in recorded.get(block, {}):
       continue
     value = recorded[block].pop(name)
     new_block, new_name = new.split('.')
     recorded.setdefault(new_block, {}).setdefault(new_name, value)
-    renamed = True
-  if renamed and recorded.get('family') == 'gan':
-    recorded.get('optim', {}).pop('lr', None)
+    applied = True
+  if applied:
+    for field in dropped_with_renames:
+      block, name = field.split('.')
+      recorded.get(block, {}).pop(name, None)
   return recorded
 
 
@@ -95,8 +94,9 @@ def _flatten(tree, prefix: str = '') -> dict:
   return {prefix[:-1]: tree}
 
 
-def _mutable(field: str) -> bool:
-  return any(field == m or (m.endswith('.') and field.startswith(m)) for m in MUTABLE)
+def _mutable(field: str, resumable: tuple[str, ...]) -> bool:
+  return any(field == m or (m.endswith('.') and field.startswith(m))
+             for m in MUTABLE + tuple(resumable))
 
 
 def as_json(config) -> dict:
@@ -104,31 +104,40 @@ def as_json(config) -> dict:
   return json.loads(config.to_json_best_effort(sort_keys=True))
 
 
-def read(workdir: str) -> dict | None:
-  """WORKDIR/config.json (renamed fields under their new names), or None when absent or
-  unreadable."""
+def read(workdir: str, renamed: dict[str, str] | None = None) -> dict | None:
+  """WORKDIR/config.json (the fields of `renamed`, {old: new}, under their new names), or
+  None when absent or unreadable."""
   try:
     with open(os.path.join(workdir, CONFIG_NAME)) as f:
-      return upgrade(json.load(f))
+      return upgrade(json.load(f), renamed or {})
   except (OSError, ValueError):
     return None
 
 
-def changes(config, workdir: str) -> dict[str, tuple]:
+def changes(config, workdir: str, resumable: tuple[str, ...] = (),
+            renamed: dict[str, str] | None = None) -> dict[str, tuple]:
   """{field: (recorded, now)} between WORKDIR/config.json and `config`.
 
   Fields one side lacks (a field added to gen_jax since) are left out.
+
+  Args:
+    config: the config the run resumes with.
+    workdir: the run's directory.
+    resumable: the family's fields (or blocks, ending in '.') a resume may change, besides
+      the shared `MUTABLE`.
+    renamed: the family's renamed fields {old: new}, so that a config.json written under
+      old names compares under the new ones.
 
   Raises:
     UserError: a field that cannot change under a resume differs; config.json is
       left as it is.
   """
-  recorded = read(workdir)
+  recorded = read(workdir, renamed)
   if recorded is None:
     return {}
   old, new = _flatten(recorded), _flatten(as_json(config))
   diff = {k: (old[k], new[k]) for k in sorted(set(old) & set(new)) if old[k] != new[k]}
-  fixed = {k: v for k, v in diff.items() if not _mutable(k)}
+  fixed = {k: v for k, v in diff.items() if not _mutable(k, resumable)}
   if fixed:
     listed = ', '.join(f'{k} {v[0]!r} -> {v[1]!r}' for k, v in fixed.items())
     raise UserError(

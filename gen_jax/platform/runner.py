@@ -54,8 +54,8 @@ def setup_devices(config, coordinator_address: str = '', num_processes: int = 0,
     coordinator_address, num_processes, process_id = skypilot_processes()
   p = config.parallel
   devices.initialize_distributed(
-      coordinator_address, num_processes, process_id, p.get('peer_timeout_s', 30),
-      p.get('init_timeout_s', 300), os.path.join(workdir, 'logs') if workdir else '')
+      coordinator_address, num_processes, process_id, p.peer_timeout_s,
+      p.init_timeout_s, os.path.join(workdir, 'logs') if workdir else '')
   compilation_cache.configure(config.training.compilation_cache)
 
 
@@ -140,7 +140,7 @@ def session(config, workdir: str, mode: str, lost_peer_exit_code: int = 0, **dis
   if not workdir:
     raise UserError('--workdir is empty; give a directory for the run.')
   # Scoring a sample file needs no checkpoint: its workdir is only where the manifest goes.
-  scores_file = mode == 'eval' and config.eval.get('samples_file', '')
+  scores_file = mode == 'eval' and config.eval.samples_file
   check_workdir(workdir, 'train' if scores_file else mode)
   run = Session(os.path.abspath(workdir))
   if mode != 'train':

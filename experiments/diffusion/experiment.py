@@ -8,7 +8,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from experiments import base
-from experiments import config_checks
+from experiments.diffusion import checks
+from experiments.diffusion import schema
 from gen_jax.core import parallel
 from gen_jax.core import rng_streams
 from gen_jax.core.train_state import TrainState
@@ -25,128 +26,14 @@ from gen_jax.platform import viz
 from gen_jax.platform.errors import UserError
 
 
-
-def validate_unet(m, size: int | None, size_name: str = 'data.image_size') -> None:
-  """One-line errors for the U-Net fields of the `model` block `m`.
-
-  Args:
-    m: the config's model block.
-    size: the side of the U-Net's input (None: not known yet; the size checks are skipped).
-    size_name: what `size` is, for messages.
-  Raises:
-    UserError: a field the U-Net cannot be built with, or attention at a resolution that
-      none of its levels has (which would silently train without it).
-  """
-  checks = config_checks
-  # The sinusoidal time embedding (ch wide) needs at least two frequencies.
-  checks.check_int('model.ch', m.ch, 4)
-  ch_mult = checks.check_int_tuple('model.ch_mult', m.ch_mult, '(1,2,2)')
-  checks.check_int('model.num_res_blocks', m.num_res_blocks, 0)
-  checks.check_number('model.dropout', m.dropout, 0.0, 1.0)
-  checks.check_int_tuple('model.attn_resolutions', m.attn_resolutions, '(16,)', min_length=0)
-  # GroupNorm runs on conv_in's ch channels and on every level's ch * mult.
-  checks.check_groups('model.num_groups', m.num_groups, [m.ch] + [m.ch * k for k in ch_mult],
-                      'model.ch and model.ch * model.ch_mult')
-  if size is not None:
-    validate_unet_size(m, size, size_name)
-
-
-def validate_unet_size(m, size: int, size_name: str = 'data.image_size') -> None:
-  """One-line errors for a U-Net (fields already checked by `validate_unet`) whose input
-  side `size` its levels cannot downsample, or whose attention resolutions it lacks."""
-  ch_mult, attn = tuple(m.ch_mult), tuple(m.attn_resolutions)
-  scale = 2 ** (len(ch_mult) - 1)
-  if size % scale:
-    raise UserError(f'{size_name}={size} must divide by 2^(len(model.ch_mult)-1)={scale} '
-                    f'for the U-Net to downsample it; change model.ch_mult or the size.')
-  levels = [size // 2 ** i for i in range(len(ch_mult))]
-  unreachable = [r for r in attn if r not in levels]
-  if unreachable:
-    raise UserError(f'model.attn_resolutions={tuple(attn)}: the U-Net has no level at '
-                    f'{unreachable} pixels (its levels at {size_name}={size}: {levels}); '
-                    f'use some of these, or () for attention in the middle block only.')
-
-
-def validate(config, image_size: int | None = -1) -> None:
-  """One-line errors for values the code below would otherwise trip over deep inside.
-
-  Args:
-    config: the run's config.
-    image_size: the side of the U-Net's input; -1: `data.image_size`; None: not known yet
-      (latent diffusion, before the autoencoder is loaded).
-  """
-  d, s, m = config.diffusion, config.sampling, config.model
-  # The U-Net's own fields first: the checks below compute with them.
-  validate_unet(m, config.data.image_size if image_size == -1 else image_size)
-  checks = [
-      (d.schedule in schedules.SCHEDULES, f'diffusion.schedule must be one of '
-       f'{schedules.SCHEDULES}, not {d.schedule!r}'),
-      (d.prediction in schedules.PREDICTIONS, f'diffusion.prediction must be one of '
-       f'{schedules.PREDICTIONS}, not {d.prediction!r}'),
-      (config_checks.is_int(d.num_timesteps) and d.num_timesteps >= 2,
-       f'diffusion.num_timesteps must be an integer >= 2, not {d.num_timesteps!r}'),
-      (d.schedule not in ('linear', 'scaled_linear') or 0 < d.beta_start <= d.beta_end < 1,
-       f'the {d.schedule} schedule needs 0 < diffusion.beta_start <= diffusion.beta_end < 1, '
-       f'not {d.beta_start} and {d.beta_end}'),
-      (s.sampler in samplers.SAMPLERS, f'sampling.sampler must be one of '
-       f'{samplers.SAMPLERS}, not {s.sampler!r}'),
-      (s.sampler == 'ddpm' or 1 <= s.num_steps <= d.num_timesteps,
-       f'sampling.num_steps must be in [1, {d.num_timesteps}], not {s.num_steps}'),
-      (s.spacing in samplers.SPACINGS, f'sampling.spacing must be one of '
-       f'{samplers.SPACINGS}, not {s.spacing!r}'),
-      (s.ddpm_variance in ('small', 'large'), f"sampling.ddpm_variance must be 'small' "
-       f"or 'large', not {s.ddpm_variance!r}"),
-      (0.0 <= s.eta <= 1.0, f'sampling.eta must be in [0, 1], not {s.eta}'),
-      (_model_dtype(m) in ('float32', 'bfloat16'), f"model.dtype must be 'float32' or "
-       f"'bfloat16', not {_model_dtype(m)!r}"),
-      (unet_options(m)['downsample_padding'] in (0, 1), f'model.downsample_padding must be '
-       f'0 or 1, not {unet_options(m)["downsample_padding"]}'),
-      (all(m.ch * k % (unet_options(m)['attn_head_dim'] or 1) == 0 for k in m.ch_mult),
-       f'model.attn_head_dim={unet_options(m)["attn_head_dim"]} must divide every level\'s '
-       f'channels {[m.ch * k for k in m.ch_mult]} (0: one head)'),
-  ]
-  checks += sigma_sampler_checks(s)
-  for ok, message in checks:
-    if not ok:
-      raise UserError(message + '.')
-
-
-def sigma_sampler_checks(s) -> list[tuple[bool, str]]:
-  """(ok, message) for the sigma-space samplers' fields (absent in older configs)."""
-  if s.sampler not in sigma_samplers.SAMPLERS:
-    return [(s.get('dynamic_threshold', 0.0) < 1.0, f'sampling.dynamic_threshold must be '
-             f'in [0, 1), not {s.get("dynamic_threshold")}')]
-  sigma_schedule = s.get('sigma_schedule', 'model')
-  return [
-      (s.get('spacing', 'uniform') == 'uniform', f'sampling.spacing={s.get("spacing")!r} is '
-       f"DDIM's; {s.sampler} places its steps with sampling.sigma_schedule ('model' or "
-       f"'karras'): leave spacing 'uniform'"),
-      (sigma_schedule in sigma_samplers.SIGMA_SCHEDULES, f'sampling.sigma_schedule must be '
-       f'one of {sigma_samplers.SIGMA_SCHEDULES}, not {sigma_schedule!r}'),
-      (s.get('rho', 7.0) > 0, f'sampling.rho must be > 0, not {s.get("rho")}'),
-      (s.get('sigma_min', 0.0) >= 0 and s.get('sigma_max', 0.0) >= 0,
-       'sampling.sigma_min and sampling.sigma_max must be >= 0 (0: the schedule\'s own)'),
-      (s.get('s_churn', 0.0) >= 0 and s.get('s_noise', 1.0) >= 0,
-       'sampling.s_churn and sampling.s_noise must be >= 0'),
-      (s.get('s_churn', 0.0) == 0 or s.sampler in ('euler', 'heun'),
-       f"sampling.s_churn is EDM's churn for 'euler' and 'heun', not {s.sampler!r}"),
-      (0.0 <= s.get('dynamic_threshold', 0.0) < 1.0, f'sampling.dynamic_threshold must be '
-       f'in [0, 1), not {s.get("dynamic_threshold")}'),
-  ]
-
-
-def _model_dtype(model_config) -> str:
-  return model_config.get('dtype', 'float32')  # configs saved before the field: float32
-
-
-# The U-Net's numerics options (configs/ddpm.py) and their values in configs saved before
-# them: the DDPM U-Net's.
-UNET_OPTIONS = {'norm_eps': 1e-6, 'flip_sin_to_cos': False, 'freq_shift': 1.0,
-                'downsample_padding': 0, 'attn_head_dim': 0}
+# The U-Net's numerics options (experiments/diffusion/schema.py): the DDPM U-Net's by
+# default, diffusers' for imported checkpoints.
+UNET_OPTIONS = ('norm_eps', 'flip_sin_to_cos', 'freq_shift', 'downsample_padding',
+                'attn_head_dim')
 
 
 def unet_options(model_config) -> dict:
-  return {k: model_config.get(k, default) for k, default in UNET_OPTIONS.items()}
+  return {k: model_config[k] for k in UNET_OPTIONS}
 
 
 class DiffusionExperiment(base.SingleNetworkExperiment):
@@ -161,6 +48,9 @@ class DiffusionExperiment(base.SingleNetworkExperiment):
       diffusion passes encoded latents).
   """
 
+  RESUMABLE_FIELDS = schema.RESUMABLE_FIELDS
+  RENAMED = schema.RENAMED
+
   # The seed too: it is only the state's base key and the batch order, both per trial.
   VMAP_FIELDS = ('seed',) + base.SingleNetworkExperiment.VMAP_FIELDS
 
@@ -169,7 +59,7 @@ class DiffusionExperiment(base.SingleNetworkExperiment):
     # Before any data is loaded: the U-Net's input side is the given shape's, else the data's.
     side = (image_shape[0] if image_shape is not None else
             train_data.image_shape[0] if train_data is not None else -1)
-    validate(config, side)
+    checks.validate(config, side)
     self.config = config
     self.mesh = mesh
     self._train_data = train_data
@@ -195,7 +85,7 @@ class DiffusionExperiment(base.SingleNetworkExperiment):
                       attn_resolutions=tuple(m.attn_resolutions), dropout=m.dropout,
                       num_groups=m.num_groups, out_channels=self.image_shape[-1],
                       resample_with_conv=m.resample_with_conv,
-                      num_classes=self.num_classes, dtype=jnp.dtype(_model_dtype(m)),
+                      num_classes=self.num_classes, dtype=jnp.dtype(m.dtype),
                       **unet_options(m))
     self.schedule = schedules.make_schedule(d.schedule, d.num_timesteps, d.beta_start,
                                             d.beta_end)
@@ -280,9 +170,9 @@ class DiffusionExperiment(base.SingleNetworkExperiment):
     s = self.config.sampling
     if s.sampler in sigma_samplers.SAMPLERS:
       name = f'{s.sampler}{s.num_steps}'
-      if s.get('sigma_schedule', 'model') == 'karras':
+      if s.sigma_schedule == 'karras':
         name += '_karras'
-      if s.get('s_churn', 0.0):
+      if s.s_churn:
         name += f'_churn{s.s_churn:g}'
       name += f'_nfe{self.nfe()}'
     else:
@@ -310,18 +200,18 @@ class DiffusionExperiment(base.SingleNetworkExperiment):
     settings = {'name': self.sampler_name(), 'sampler': s.sampler,
                 'steps': d.num_timesteps if s.sampler == 'ddpm' else s.num_steps,
                 'nfe': self.nfe(), 'clip_x0': s.clip_x0}
-    if s.get('dynamic_threshold', 0.0):
+    if s.dynamic_threshold:
       settings.update(dynamic_threshold=s.dynamic_threshold, threshold_max=s.threshold_max)
     if s.sampler == 'ddim':
       settings.update(eta=s.eta, spacing=s.spacing)
     elif s.sampler == 'ddpm':
       settings['variance'] = s.ddpm_variance
     else:
-      settings['sigma_schedule'] = s.get('sigma_schedule', 'model')
+      settings['sigma_schedule'] = s.sigma_schedule
       if settings['sigma_schedule'] == 'karras':
-        settings.update(rho=s.get('rho', 7.0), sigma_min=s.get('sigma_min', 0.0),
-                        sigma_max=s.get('sigma_max', 0.0))
-      if s.get('s_churn', 0.0):
+        settings.update(rho=s.rho, sigma_min=s.sigma_min,
+                        sigma_max=s.sigma_max)
+      if s.s_churn:
         settings.update(s_churn=s.s_churn, s_tmin=s.s_tmin, s_tmax=s.s_tmax,
                         s_noise=s.s_noise)
     if self.num_classes:
@@ -425,3 +315,7 @@ def load_denoiser(workdir: str, ema: bool = True):
   params = state.ema_params if ema else state.params
   apply = jax.jit(lambda p, x, t: experiment.model.apply(p, x, t, train=False))
   return lambda x, t: apply(params, jnp.asarray(x, jnp.float32), jnp.asarray(t, jnp.int32))
+
+
+# The family's Experiment, as the registry (experiments/__init__.py) finds it.
+EXPERIMENT = DiffusionExperiment

@@ -17,13 +17,17 @@ import jax.numpy as jnp
 import numpy as np
 
 import experiments
-from experiments import diffusion
+from experiments.diffusion import checks as diffusion_checks
+from experiments.diffusion.experiment import DiffusionExperiment
+from experiments.ldm import checks
+from experiments.ldm import schema
 from gen_jax.core import parallel
 from gen_jax.core.train_state import TrainState
 from gen_jax.data import arrays
 from gen_jax.data import datasets
 from gen_jax.platform import checkpoint
 from gen_jax.platform.errors import UserError
+
 
 _ENCODE_CHUNK = 512  # images per compiled encoder / decoder call (over all devices)
 
@@ -80,11 +84,14 @@ def latent_scale(latents: np.ndarray) -> float:
   return float(1.0 / np.std(latents.astype(np.float64)))
 
 
-class LatentDiffusionExperiment(diffusion.DiffusionExperiment):
+class LatentDiffusionExperiment(DiffusionExperiment):
   """The diffusion family on a VAE's scaled latents; samples are decoded to images."""
 
+  RESUMABLE_FIELDS = schema.RESUMABLE_FIELDS
+  RENAMED = schema.RENAMED
+
   def __init__(self, config, mesh):
-    diffusion.validate(config, image_size=None)  # the latent side is known below
+    checks.validate(config)  # the latent side is known below
     self.autoencoder = Autoencoder(config.ldm.autoencoder_workdir, mesh)
     h, w, _ = self.autoencoder.latent_shape
     levels = len(config.model.ch_mult)
@@ -92,7 +99,7 @@ class LatentDiffusionExperiment(diffusion.DiffusionExperiment):
       raise UserError(f'the VAE latent {self.autoencoder.latent_shape} does not fit the U-Net: '
                       f'its side must be square and divide by 2^(len(model.ch_mult)-1)='
                       f'{2 ** (levels - 1)}; change model.ch_mult or the VAE.')
-    diffusion.validate_unet_size(config.model, h, 'the VAE latent side')  # before encoding
+    diffusion_checks.validate_unet_size(config.model, h, 'the VAE latent side')  # before encoding
     images = datasets.load_dataset(self.autoencoder.config.data, config.data.train_split)
     latents = self.autoencoder.encoded(images, f'{config.data.train_split}')
     self.scale = latent_scale(latents)
@@ -114,3 +121,7 @@ class LatentDiffusionExperiment(diffusion.DiffusionExperiment):
     (evaluation still scores the decoded samples)."""
     del state, step
     return {}
+
+
+# The family's Experiment, as the registry (experiments/__init__.py) finds it.
+EXPERIMENT = LatentDiffusionExperiment

@@ -13,7 +13,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from experiments import base
-from experiments import config_checks
+from experiments.classifier import checks
+from experiments.classifier import schema
 from gen_jax.core import parallel
 from gen_jax.core.train_state import TrainState
 from gen_jax.data import arrays
@@ -24,30 +25,18 @@ from gen_jax.platform import viz
 from gen_jax.platform.errors import UserError
 
 
-def validate(config) -> None:
-  """One-line errors for the model block, before any data is loaded."""
-  m = config.model
-  features = config_checks.check_int_tuple('model.features', m.features, '(32,64,128)')
-  config_checks.check_int('model.feature_dim', m.feature_dim)
-  config_checks.check_groups('model.num_groups', m.num_groups, list(features), 'model.features')
-  config_checks.check_number('model.dropout', m.dropout, 0.0, 1.0)
-  config_checks.check_number('model.label_smoothing', m.label_smoothing, 0.0, 1.0)
-  size, scale = config.data.image_size, 2 ** (len(features) - 1)
-  if size < scale:  # every level after the first halves H and W, down to at least 1x1
-    raise UserError(f'data.image_size={size} is too small for {len(features)} levels of '
-                    f'model.features (each after the first halves it): it must be >= {scale}; '
-                    f'use fewer levels or larger images.')
-
-
 class ClassifierExperiment(base.SingleNetworkExperiment):
   """Builds the classifier, its cross-entropy loss, held-out accuracy and error figure."""
+
+  RESUMABLE_FIELDS = schema.RESUMABLE_FIELDS
+  RENAMED = schema.RENAMED
 
   def __init__(self, config, mesh, image_shape: tuple[int, ...] | None = None,
                num_classes: int = 0):
     """Args: config, mesh; image_shape (H, W, C) and num_classes: given, no data is
     loaded (a trained run restored as a feature extractor, `from_saved_shapes`) until
     an evaluation or figure needs the held-out split."""
-    validate(config)
+    checks.validate(config)
     self.config = config
     self.mesh = mesh
     self._train_data = self._eval_data = None
@@ -132,3 +121,7 @@ class ClassifierExperiment(base.SingleNetworkExperiment):
       if len(wrong):
         viz.save_grid(path, held_out.images[wrong])
     return [path] if len(wrong) else []
+
+
+# The family's Experiment, as the registry (experiments/__init__.py) finds it.
+EXPERIMENT = ClassifierExperiment

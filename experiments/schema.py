@@ -1,17 +1,33 @@
-"""Config blocks that every family shares: data, training, optim, checkpoint, sampling.
+"""The config blocks every family shares (data, training, optim, parallel, sampling, sweep,
+eval), and what the shared blocks carry across versions.
 
-Every config file in this folder has `get_config()` that starts from `get_base_config()`
-and overrides what its family needs. Every field a user may set is here or in the family
-file, with a one-line comment; `--config.a.b=v` on the command line overrides it.
+A family's schema (experiments/<family>/schema.py) starts from `get_schema()` and adds
+its own blocks; a run config (configs/*.py) starts from its family's schema and overrides
+values. Every field has a one-line comment, rendered into docs/configuration.md by
+tools/config_reference.py. The fields of the shared blocks a resumed run may change are
+the library's (`gen_jax.platform.run_config.MUTABLE`).
 """
 
 import ml_collections
 
+# Fields added after runs were recorded without them: the value such a run behaved as (its
+# config.json is completed with it when read back, `experiments.upgrade_config`).
+HISTORICAL_DEFAULTS = {
+    'data.on_bad_image': 'fail', 'data.loader': 'memory', 'data.crop': 'center',
+    'data.max_memory_bytes': 4 * 2**30, 'data.labels_from_subfolders': False,
+    'data.num_workers': 0, 'data.prefetch_batches': 4, 'data.resize': 'bilinear',
+    'parallel.peer_timeout_s': 30, 'parallel.init_timeout_s': 300, 'eval.samples_file': '',
+    'eval.image_size': 0, 'training.eval_every': 0, 'sweep.vmap_trial_devices': 0,
+}
 
-def get_base_config() -> ml_collections.ConfigDict:
-  """Returns the blocks shared by all families."""
+# Shared fields renamed since runs were recorded (old -> new): none yet.
+RENAMED = {}
+
+
+def get_schema() -> ml_collections.ConfigDict:
+  """Returns the blocks shared by all families (`family` is set by the family's schema)."""
   config = ml_collections.ConfigDict()
-  config.family = ''  # which experiment runs this config: 'diffusion' (set by family files).
+  config.family = ''  # which family runs this config, e.g. 'diffusion' (set by its schema).
   config.seed = 0  # the one base seed; every random choice is fold_in'ed from it.
 
   config.data = ml_collections.ConfigDict()

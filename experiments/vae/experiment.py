@@ -19,7 +19,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from experiments import base
-from experiments import config_checks
+from experiments.vae import checks
+from experiments.vae import schema
 from gen_jax.core import parallel
 from gen_jax.core import rng_streams
 from gen_jax.core.parallel import per_example_keys
@@ -31,43 +32,11 @@ from gen_jax.objectives import vae as objectives
 from gen_jax.platform import viz
 from gen_jax.platform.errors import UserError
 
+
 _RECON_COLUMNS = 16  # images per row of a reconstruction figure
+
+
 _MANIFOLD_PIXELS = 640  # the manifold figure is upscaled to at least this size
-
-
-def validate(config) -> None:
-  """One-line errors for values the code below would otherwise trip over deep inside."""
-  v, m, s = config.vae, config.model, config.sampling
-  features = config_checks.check_int_tuple('model.features', m.features, '(16,32)')
-  config_checks.check_int('model.hidden', m.hidden)
-  latent = config_checks.check_int_tuple('vae.latent_shape', v.latent_shape, '(2,)')
-  checks = [
-      (v.likelihood in objectives.LIKELIHOODS, f'vae.likelihood must be one of '
-       f'{objectives.LIKELIHOODS}, not {v.likelihood!r}'),
-      (v.obs_variance > 0, f'vae.obs_variance (eta, the Gaussian variance) must be '
-       f'positive, not {v.obs_variance}'),
-      (v.beta >= 0, f'vae.beta must be >= 0, not {v.beta}'),
-      (v.iwae_samples >= 1, f'vae.iwae_samples must be >= 1, not {v.iwae_samples}'),
-      (len(latent) in (1, 3) and all(d >= 1 for d in latent),
-       f'vae.latent_shape must be (k,) or (h, w, c) with positive sizes, not {latent}'),
-      (config.eval.batch_size >= 1, f'eval.batch_size must be positive, not '
-       f'{config.eval.batch_size}'),
-      (config.eval.held_out_examples >= 0, f'eval.held_out_examples must be >= 0, not '
-       f'{config.eval.held_out_examples}'),
-      (s.num_samples >= 1, f'sampling.num_samples must be positive, not {s.num_samples}'),
-      (s.num_recon >= 1, f'sampling.num_recon must be positive, not {s.num_recon}'),
-      (s.manifold_size >= 2, f'sampling.manifold_size must be >= 2, not {s.manifold_size}'),
-  ]
-  for ok, message in checks:
-    if not ok:
-      raise UserError(message + '.')
-  size, scale = config.data.image_size, 2 ** len(features)
-  if size % scale:
-    raise UserError(f'data.image_size={size} must divide by 2^len(model.features)={scale} '
-                    f'for the encoder to downsample it.')
-  if len(latent) == 3 and latent[:2] != (size // scale, size // scale):
-    raise UserError(f'a spatial vae.latent_shape={latent} must be (h, w, c) with h = w = '
-                    f'data.image_size / 2^len(model.features) = {size // scale}.')
 
 
 def build_model(config, image_shape: tuple[int, ...]) -> VAE:
@@ -91,13 +60,16 @@ def _interleave_rows(inputs: np.ndarray, outputs: np.ndarray, ncols: int) -> np.
 class VAEExperiment(base.SingleNetworkExperiment):
   """Builds the VAE, its ELBO loss, train step, evaluation and figures from a config."""
 
+  RESUMABLE_FIELDS = schema.RESUMABLE_FIELDS
+  RENAMED = schema.RENAMED
+
   SHOWN_METRICS = ('loss', 'grad_norm', 'elbo')
 
   def __init__(self, config, mesh, image_shape: tuple[int, ...] | None = None):
     """Args: config, mesh; image_shape (H, W, C): given, no data is loaded (a trained
     run restored as a component, `from_saved_shapes`) until a figure or evaluation needs
     the held-out split."""
-    validate(config)
+    checks.validate(config)
     self.config = config
     self.mesh = mesh
     self._train_data = self._eval_data = None
@@ -278,3 +250,7 @@ class VAEExperiment(base.SingleNetworkExperiment):
         print(f'eval at step {step}: ' + ', '.join(f'{k} {v:.4g}' for k, v in scalars.items()),
               flush=True)
     return written
+
+
+# The family's Experiment, as the registry (experiments/__init__.py) finds it.
+EXPERIMENT = VAEExperiment
