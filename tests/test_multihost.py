@@ -122,9 +122,12 @@ state = parallel.replicate({'w': np.arange(100000.0, dtype=np.float32)}, paralle
 ckpt = checkpoint.Checkpointer(workdir, async_save=True)
 ckpt.save(1, state)
 ckpt.wait()
-ckpt.save(2, state)
 if pid == 1:
-  os._exit(9)  # this host dies while checkpoint 2 is being written
+  # This host dies as checkpoint 2 starts: before its part of the save, so the test does
+  # not race its own background write (under load that write could finish, and the step
+  # commit with it, before the exit).
+  os._exit(9)
+ckpt.save(2, state)  # host 0 writes its part; the step can never be committed
 time.sleep(15)
 os._exit(0)
 '''
